@@ -1,0 +1,3 @@
+from swimctl.cli.app import main
+
+main()

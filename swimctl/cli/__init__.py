@@ -1,0 +1,1 @@
+"""The `swimctl` command line: one typer app, one module per subcommand."""

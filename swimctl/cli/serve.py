@@ -1,0 +1,8 @@
+"""`swimctl serve` (being written)."""
+
+import typer
+
+
+def serve() -> None:
+    """Run the hub."""
+    raise typer.Exit(1)

@@ -1,0 +1,39 @@
+"""Hub settings in one attrs class, filled by `swimctl serve` (flags and SWIM_* variables)."""
+
+from __future__ import annotations
+
+import attrs
+
+from swimctl.keystore import DEFAULT_TIER_CAPS
+
+WS_PATH = "/api/swim/v1/ws"
+DEFAULT_PORT = 8090
+
+
+@attrs.define
+class HubConfig:
+    host: str = "127.0.0.1"
+    port: int = DEFAULT_PORT
+    db_url: str = ""
+    heartbeat_interval: float = 30.0
+    history_size: int = 100_000
+    history_age: float = 3600.0
+    tier_caps: dict[str, int] = attrs.field(factory=lambda: dict(DEFAULT_TIER_CAPS))
+    # Per-connection bound on unsent bytes; past it the client is closed with 4008.
+    outbox_limit: int = 4 * 1024 * 1024
+    max_message_bytes: int = 64 * 1024
+    rate_per_second: float = 10.0
+    rate_burst: int = 20
+    # Protocol violations tolerated inside `violation_window` seconds before close 4003.
+    violation_limit: int = 20
+    violation_window: float = 60.0
+    handshake_timeout: float = 10.0
+    close_timeout: float = 2.0
+    dedupe_size: int = 100_000
+    # Key-cache policy (seconds): positives at most 60 s, unknown keys briefly.
+    key_cache_ttl: float = 60.0
+    key_negative_ttl: float = 5.0
+    key_revalidate_interval: float = 10.0
+    key_touch_interval: float = 60.0
+    tls_cert: str | None = None
+    tls_key: str | None = None

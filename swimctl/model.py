@@ -1,0 +1,214 @@
+"""The shared data model: event envelopes, flight and TMI payloads, and their one encoder.
+
+Everything that crosses a socket or a file is one of these attrs classes (or a plain dict under
+`data` for families the hub only relays). They are unstructured with one cattrs converter and
+serialised with orjson, once per distinct payload.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import attrs
+import orjson
+from cattrs.preconf.orjson import make_converter
+
+converter = make_converter(omit_if_default=False)
+
+# Event families a client may subscribe to with `family.*`; exact types are any dotted name
+# inside one of them.
+FAMILIES: frozenset[str] = frozenset(
+    {"flight", "tmi", "system", "ctp", "splits", "cdm", "aman"}
+)
+
+FLIGHT_TYPES: frozenset[str] = frozenset(
+    {
+        "flight.created",
+        "flight.updated",
+        "flight.departed",
+        "flight.arrived",
+        "flight.deleted",
+        "flight.positions",
+    }
+)
+TMI_TYPES: frozenset[str] = frozenset({"tmi.issued", "tmi.modified", "tmi.released", "tmi.active"})
+SYSTEM_TYPES: frozenset[str] = frozenset({"system.heartbeat"})
+POSITIONS = "flight.positions"
+HEARTBEAT = "system.heartbeat"
+
+
+def utc_now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def format_ts(moment: dt.datetime | None = None) -> str:
+    """ISO-8601 UTC with milliseconds and `Z`, the one timestamp shape on the wire."""
+    moment = utc_now() if moment is None else moment.astimezone(dt.UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+def format_ts_seconds(moment: dt.datetime | None = None) -> str:
+    moment = utc_now() if moment is None else moment.astimezone(dt.UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def parse_ts(text: str) -> dt.datetime:
+    """Parse an ISO-8601 timestamp (with `Z`, an offset, or naive meaning UTC) to aware UTC.
+
+    VATSIM writes seven fractional digits, which `fromisoformat` before 3.11 rejected; we trim
+    to microseconds so any producer's timestamps parse.
+    """
+    value = text.strip()
+    if value.endswith(("Z", "z")):
+        value = value[:-1] + "+00:00"
+    if "." in value:
+        head, _, rest = value.partition(".")
+        digits = ""
+        for ch in rest:
+            if ch.isdigit():
+                digits += ch
+            else:
+                break
+        value = head + "." + digits[:6].ljust(6, "0") + rest[len(digits) :]
+    moment = dt.datetime.fromisoformat(value)
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=dt.UTC)
+    return moment.astimezone(dt.UTC)
+
+
+@attrs.define(slots=True)
+class Position:
+    """One flight's position in a `flight.positions` batch."""
+
+    callsign: str
+    flight_uid: int
+    latitude: float
+    longitude: float
+    altitude_ft: int
+    groundspeed_kts: int
+    heading_deg: int
+    vertical_rate_fpm: int
+    current_artcc: str | None
+    dep: str | None
+    arr: str | None
+
+
+@attrs.define(slots=True)
+class FlightData:
+    """Payload of `flight.created` and `flight.updated` (the latter adds `changes`)."""
+
+    callsign: str
+    flight_uid: int
+    cid: int
+    dep: str | None
+    arr: str | None
+    equipment: str | None
+    route: str | None
+    latitude: float
+    longitude: float
+    altitude_ft: int
+    groundspeed_kts: int
+    heading_deg: int
+    current_artcc: str | None
+
+
+@attrs.define(slots=True)
+class TmiProgram:
+    """A ground stop (GS) or ground delay program (GDP), as carried by `tmi.*` events."""
+
+    program_id: str
+    program_type: str
+    airport: str
+    start_time: str
+    end_time: str
+    reason: str
+    status: str = "ACTIVE"
+    program_rate: int | None = None
+    avg_delay_min: int | None = None
+    max_delay_min: int | None = None
+    scope: list[str] | None = None
+
+    def to_data(self) -> dict[str, Any]:
+        """The wire shape: GDP-only and optional keys appear only when they carry a value."""
+        out: dict[str, Any] = {
+            "program_id": self.program_id,
+            "program_type": self.program_type,
+            "airport": self.airport,
+            "start_time": self.start_time,
+            "end_time": self.end_time,
+            "reason": self.reason,
+            "status": self.status,
+        }
+        for key in ("program_rate", "avg_delay_min", "max_delay_min", "scope"):
+            value = getattr(self, key)
+            if value is not None:
+                out[key] = value
+        return out
+
+
+@attrs.define(slots=True)
+class Envelope:
+    """One event as it travels: compat keys `type`, `timestamp`, `data`; ext `seq`, `event_id`."""
+
+    type: str
+    timestamp: str
+    data: dict[str, Any]
+    seq: int | None = None
+    event_id: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"type": self.type, "timestamp": self.timestamp}
+        if self.seq is not None:
+            out["seq"] = self.seq
+        if self.event_id is not None:
+            out["event_id"] = self.event_id
+        out["data"] = self.data
+        return out
+
+    def encode(self) -> bytes:
+        return dumps(self.to_dict())
+
+
+class EnvelopeError(ValueError):
+    """A line or message that is not a valid event envelope."""
+
+
+def envelope_from_obj(obj: Any) -> Envelope:
+    """Validate a decoded JSON value as an envelope (PROTOCOL.md section 7)."""
+    if not isinstance(obj, dict):
+        raise EnvelopeError("an event must be a JSON object")
+    etype = obj.get("type")
+    if not isinstance(etype, str) or not is_event_type(etype):
+        raise EnvelopeError("`type` must be a known event type")
+    timestamp = obj.get("timestamp")
+    if not isinstance(timestamp, str):
+        raise EnvelopeError("`timestamp` must be a string")
+    try:
+        parse_ts(timestamp)
+    except ValueError as exc:
+        raise EnvelopeError("`timestamp` is not ISO-8601") from exc
+    data = obj.get("data")
+    if not isinstance(data, dict):
+        raise EnvelopeError("`data` must be an object")
+    seq = obj.get("seq")
+    if seq is not None and (not isinstance(seq, int) or isinstance(seq, bool)):
+        raise EnvelopeError("`seq` must be an integer")
+    event_id = obj.get("event_id")
+    if event_id is not None and not isinstance(event_id, str):
+        raise EnvelopeError("`event_id` must be a string")
+    return Envelope(type=etype, timestamp=timestamp, data=data, seq=seq, event_id=event_id)
+
+
+def is_event_type(name: str) -> bool:
+    """A concrete event type: `family.something` with a known family and no wildcard."""
+    family, dot, rest = name.partition(".")
+    return bool(dot) and family in FAMILIES and bool(rest) and "*" not in name and len(name) <= 128
+
+
+def dumps(obj: Any) -> bytes:
+    return orjson.dumps(obj)
+
+
+def loads(raw: bytes | str) -> Any:
+    return orjson.loads(raw)
