@@ -20,7 +20,7 @@ import secrets
 import sqlite3
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any, Final
 
@@ -531,10 +531,8 @@ class KeyStore:
         conn = getattr(self._local, "conn", None)
         self._local.conn = None
         if conn is not None:
-            try:
+            with suppress(Exception):
                 conn.close()
-            except Exception:
-                pass
 
     @contextmanager
     def _transaction(self) -> Iterator[Any]:
@@ -566,10 +564,8 @@ class KeyStore:
             raise KeyStoreUnavailable(f"key store unavailable: {_describe(exc)}") from exc
         finally:
             if cur is not None:
-                try:
+                with suppress(Exception):
                     cur.close()
-                except Exception:
-                    pass
 
     # Kept for callers of the original name.
     _cursor = _transaction
@@ -775,7 +771,7 @@ class KeyStore:
             )
 
     def rotate(
-        self, key_id: int, *, expires_at: dt.datetime | None | _Keep = KEEP
+        self, key_id: int, *, expires_at: dt.datetime | _Keep | None = KEEP
     ) -> tuple[str, KeyRecord]:
         """Replace a key: a new one for the same owner and tier, the old one revoked, atomically.
 
