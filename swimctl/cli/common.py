@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime as dt
+import re
 from typing import NoReturn
 
 import typer
@@ -25,3 +27,25 @@ def fail(message: str, code: int = 1) -> NoReturn:
     """One clear line on stderr and a non-zero exit: never a traceback to a user."""
     typer.echo(f"swimctl: error: {message}", err=True)
     raise typer.Exit(code)
+
+
+_DURATION_UNITS: dict[str, int] = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+_DURATION_PART = re.compile(r"(\d+)([smhdw])")
+# Far enough for any real expiry, near enough that datetime arithmetic never overflows.
+_DURATION_MAX = dt.timedelta(days=100 * 366)
+
+
+def parse_duration(text: str) -> dt.timedelta:
+    """`90d`, `12h`, `30m`, `2w`, `45s` or sums like `1d12h`; positive and at most 100 years.
+
+    Raises ValueError with a message fit for `fail`.
+    """
+    compact = "".join(text.split()).lower()
+    if not compact or _DURATION_PART.sub("", compact):
+        raise ValueError(f"invalid duration {text!r}: use e.g. 90d, 12h, 30m, 2w")
+    seconds = sum(int(n) * _DURATION_UNITS[u] for n, u in _DURATION_PART.findall(compact))
+    if seconds <= 0:
+        raise ValueError(f"invalid duration {text!r}: must be longer than zero")
+    if seconds > _DURATION_MAX.total_seconds():
+        raise ValueError(f"invalid duration {text!r}: longer than 100 years")
+    return dt.timedelta(seconds=seconds)

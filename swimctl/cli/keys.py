@@ -1,34 +1,293 @@
-"""`swimctl keys`: manage API keys in the key database."""
+"""`swimctl keys`: manage API keys in the key database.
+
+Every failure a user can cause (bad tier, bad expiry, unknown id, unreachable database, bad
+URL) ends in one `swimctl: error: ...` line on stderr and a non-zero exit. A plain key is
+printed exactly once, by `create` or `rotate`; nothing else ever prints one.
+"""
 
 from __future__ import annotations
 
+import datetime as dt
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
 import typer
 
-from swimctl.cli.common import DbOption, fail, resolve_db
-from swimctl.keystore import TIERS, KeyStore, KeyStoreError
+from swimctl.cli.common import DbOption, fail, parse_duration, resolve_db
+from swimctl.keystore import (
+    KEEP,
+    TIERS,
+    KeyRecord,
+    KeyStore,
+    KeyStoreError,
+    utc_naive,
+)
 from swimctl.model import dumps
 
 app = typer.Typer(help="Manage API keys (stored as SHA-256 hashes).", no_args_is_help=True)
+
+ExpiresInOption: str | None = typer.Option(
+    None, "--expires-in", help="Lifetime from now, e.g. 90d, 12h, 30m, 2w.", show_default=False
+)
+ExpiresAtOption: str | None = typer.Option(
+    None,
+    "--expires-at",
+    help="Absolute expiry, ISO-8601 (naive means UTC), e.g. 2026-01-01T00:00:00Z.",
+    show_default=False,
+)
+JsonOption: bool = typer.Option(False, "--json", help="Print JSON instead of text.")
+
+
+@contextmanager
+def _errors() -> Iterator[None]:
+    """Turn key-store errors into the one-line failure users get."""
+    try:
+        yield
+    except KeyStoreError as exc:
+        fail(" ".join(str(exc).split()) or type(exc).__name__)
+
+
+def _store(db: str | None) -> KeyStore:
+    with _errors():
+        return KeyStore(resolve_db(db))
+    raise AssertionError("unreachable")  # pragma: no cover - fail() exits
+
+
+def _parse_id(text: str) -> int:
+    try:
+        value = int(text.strip())
+    except ValueError:
+        fail(f"invalid key id {text!r}: expected a positive integer")
+    if value <= 0:
+        fail(f"invalid key id {text!r}: expected a positive integer")
+    return value
+
+
+def _parse_expiry(expires_in: str | None, expires_at: str | None) -> dt.datetime | None:
+    """Naive-UTC expiry from the two mutually exclusive options; None when neither is given."""
+    if expires_in is not None and expires_at is not None:
+        fail("give --expires-in or --expires-at, not both")
+    now = utc_naive()
+    if expires_in is not None:
+        try:
+            return now + parse_duration(expires_in)
+        except ValueError as exc:
+            fail(f"--expires-in: {exc}")
+    if expires_at is not None:
+        try:
+            moment = dt.datetime.fromisoformat(expires_at.strip())
+        except ValueError:
+            fail(f"--expires-at: invalid ISO-8601 time {expires_at!r}")
+        moment = utc_naive(moment)
+        if moment <= now:
+            fail(f"--expires-at: {moment.isoformat()}Z is not in the future")
+        return moment
+    return None
+
+
+def _when(moment: dt.datetime | None) -> str:
+    return "-" if moment is None else moment.isoformat(sep=" ") + "Z"
+
+
+def _minute(moment: dt.datetime | None) -> str:
+    return "-" if moment is None else moment.strftime("%Y-%m-%d %H:%M")
+
+
+def _echo_json(obj: Any) -> None:
+    typer.echo(dumps(obj).decode())
+
+
+def _print_new_key(api_key: str, record: KeyRecord, as_json: bool, verb: str) -> None:
+    """The only place a plain key is printed: stdout, once."""
+    if as_json:
+        _echo_json({"api_key": api_key, **record.to_dict()})
+        return
+    typer.echo(api_key)
+    expiry = f", expires {_when(record.expires_at)}" if record.expires_at else ""
+    typer.echo(
+        f"{verb} key id {record.id}, tier {record.tier}, owner {record.owner_name}{expiry} "
+        "(shown once: store it now)",
+        err=True,
+    )
 
 
 @app.command()
 def create(
     tier: str = typer.Option(..., "--tier", help=f"One of: {', '.join(TIERS)}."),
     owner: str = typer.Option(..., "--owner", help="Who the key is for."),
-    as_json: bool = typer.Option(False, "--json", help="Print a JSON object instead of text."),
+    email: str | None = typer.Option(None, "--email", help="Owner's contact address."),
+    description: str | None = typer.Option(None, "--description", help="What the key is for."),
+    expires_in: str | None = ExpiresInOption,
+    expires_at: str | None = ExpiresAtOption,
+    as_json: bool = JsonOption,
     db: str = DbOption,
 ) -> None:
     """Create a key and print it once; only its hash is stored."""
+    tier = tier.strip().lower()
     if tier not in TIERS:
         fail(f"unknown tier {tier!r}; choose from {', '.join(TIERS)}")
-    try:
-        api_key, record = KeyStore(resolve_db(db)).create(tier, owner)
-    except KeyStoreError as exc:
-        fail(str(exc))
+    expires = _parse_expiry(expires_in, expires_at)
+    store = _store(db)
+    with _errors():
+        api_key, record = store.create(
+            tier, owner, owner_email=email, description=description, expires_at=expires
+        )
+    _print_new_key(api_key, record, as_json, "created")
+
+
+@app.command("list")
+def list_keys(
+    show_all: bool = typer.Option(
+        False, "--all", help="Include revoked and expired keys.", show_default=False
+    ),
+    as_json: bool = JsonOption,
+    db: str = DbOption,
+) -> None:
+    """List keys (usable ones unless --all); secrets are never shown."""
+    store = _store(db)
+    with _errors():
+        records = store.list(include_inactive=show_all)
     if as_json:
-        typer.echo(dumps({"api_key": api_key, "id": record.id, "tier": record.tier,
-                          "owner_name": record.owner_name}).decode())
-    else:
-        typer.echo(api_key)
-        typer.echo(f"id {record.id}, tier {record.tier}, owner {record.owner_name} "
-                   "(shown once: store it now)", err=True)
+        _echo_json([record.to_dict() for record in records])
+        return
+    if not records:
+        typer.echo("no keys" if show_all else "no usable keys (--all shows revoked and expired)")
+        return
+    from rich import box
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(
+        box=box.SIMPLE_HEAD, header_style="bold", pad_edge=False, caption="times in UTC"
+    )
+    table.add_column("ID", justify="right", no_wrap=True)
+    table.add_column("Tier", no_wrap=True)
+    table.add_column("Owner", overflow="fold", min_width=5)
+    table.add_column("Email", overflow="fold", min_width=5)
+    table.add_column("Expires", no_wrap=True)
+    table.add_column("Last used", no_wrap=True)
+    table.add_column("Status", no_wrap=True)
+    table.add_column("Description", overflow="fold", min_width=11)
+    for r in records:
+        table.add_row(
+            str(r.id), r.tier, r.owner_name, r.owner_email or "-", _minute(r.expires_at),
+            _minute(r.last_used_at), r.status(), r.description or "-",
+        )
+    Console().print(table)
+
+
+def _get(store: KeyStore, key_id: int) -> KeyRecord:
+    with _errors():
+        record = store.get(key_id)
+    if record is None:
+        fail(f"no key with id {key_id}")
+    return record
+
+
+@app.command()
+def show(
+    key_id: str = typer.Argument(..., metavar="ID", help="Key id (see `swimctl keys list`)."),
+    as_json: bool = JsonOption,
+    db: str = DbOption,
+) -> None:
+    """Show one key's record (never the key itself)."""
+    record = _get(_store(db), _parse_id(key_id))
+    if as_json:
+        _echo_json(record.to_dict())
+        return
+    for label, value in (
+        ("id", str(record.id)),
+        ("tier", record.tier),
+        ("owner", record.owner_name),
+        ("email", record.owner_email or "-"),
+        ("description", record.description or "-"),
+        ("created", _when(record.created_at)),
+        ("expires", _when(record.expires_at)),
+        ("last used", _when(record.last_used_at)),
+        ("status", record.status()),
+    ):
+        typer.echo(f"{label + ':':<13}{value}")
+
+
+@app.command()
+def revoke(
+    key_id: str = typer.Argument(..., metavar="ID", help="Key id to revoke."),
+    db: str = DbOption,
+) -> None:
+    """Revoke a key: the hub refuses it once its cache entry lapses (60 s at most)."""
+    ident = _parse_id(key_id)
+    store = _store(db)
+    with _errors():
+        found = store.revoke(ident)
+    if not found:
+        fail(f"no key with id {ident}")
+    typer.echo(f"revoked key {ident}")
+
+
+@app.command()
+def rotate(
+    key_id: str = typer.Argument(..., metavar="ID", help="Key id to replace."),
+    expires_in: str | None = ExpiresInOption,
+    expires_at: str | None = ExpiresAtOption,
+    no_expiry: bool = typer.Option(
+        False, "--no-expiry", help="The new key never expires.", show_default=False
+    ),
+    as_json: bool = JsonOption,
+    db: str = DbOption,
+) -> None:
+    """Issue a new key for the same owner and tier and revoke the old one, atomically.
+
+    The new key keeps the old expiry unless --expires-in, --expires-at or --no-expiry is given.
+    """
+    ident = _parse_id(key_id)
+    if no_expiry and (expires_in is not None or expires_at is not None):
+        fail("--no-expiry cannot be combined with --expires-in or --expires-at")
+    expires = _parse_expiry(expires_in, expires_at)
+    store = _store(db)
+    with _errors():
+        if no_expiry:
+            api_key, record = store.rotate(ident, expires_at=None)
+        elif expires is not None:
+            api_key, record = store.rotate(ident, expires_at=expires)
+        else:
+            api_key, record = store.rotate(ident, expires_at=KEEP)
+    _print_new_key(api_key, record, as_json, f"rotated key {ident}:")
+
+
+@app.command("init-db")
+def init_db(db: str = DbOption) -> None:
+    """Create the key table if it does not exist (safe to repeat)."""
+    store = _store(db)
+    with _errors():
+        created = store.init_db()
+        dialect = store.dialect.name
+    state = "created" if created else "already exists"
+    typer.echo(f"table {store.table} {state} ({dialect})")
+
+
+@app.command()
+def migrate(as_json: bool = JsonOption, db: str = DbOption) -> None:
+    """Hash plain-text keys in an existing table in place; keys keep working; safe to repeat."""
+    store = _store(db)
+    with _errors():
+        report = store.migrate()
+    if as_json:
+        _echo_json(
+            {
+                "created": report.created,
+                "widened": report.widened,
+                "hashed": report.hashed,
+                "already_hashed": report.already_hashed,
+                "skipped": report.skipped,
+            }
+        )
+        return
+    if report.created:
+        typer.echo(f"table {store.table} did not exist: created it")
+    if report.widened:
+        typer.echo("widened api_key to 64 characters")
+    typer.echo(
+        f"hashed {report.hashed} plain-text keys; {report.already_hashed} already hashed; "
+        f"{report.skipped} empty skipped"
+    )
