@@ -42,8 +42,8 @@ def fir_id(raw: str) -> str:
 
 def cell_key(lat: float, lon: float) -> int:
     """Integer key of the grid cell holding (lat, lon); the same formula as swimctl.geo."""
-    row = min(int(math.floor(lat / CELL_DEG)) + 90, 179)
-    col = int(math.floor(lon / CELL_DEG)) + 180
+    row = min(math.floor(lat / CELL_DEG) + 90, 179)
+    col = math.floor(lon / CELL_DEG) + 180
     col = min(max(col, 0), 359)
     return row * 360 + col
 
@@ -130,10 +130,10 @@ def build_grid(features: list[dict]) -> dict[str, object]:
     owners: dict[int, set[int]] = {}
     for idx, feat in enumerate(features):
         west, south, east, north = feat["bbox"]
-        r0 = int(math.floor(south / CELL_DEG))
-        r1 = int(math.floor(north / CELL_DEG))
-        c0 = int(math.floor(west / CELL_DEG))
-        c1 = int(math.floor(east / CELL_DEG))
+        r0 = math.floor(south / CELL_DEG)
+        r1 = math.floor(north / CELL_DEG)
+        c0 = math.floor(west / CELL_DEG)
+        c1 = math.floor(east / CELL_DEG)
         for r in range(r0, r1 + 1):
             for c in range(c0, c1 + 1):
                 lat = (r + 0.5) * CELL_DEG

@@ -1,0 +1,448 @@
+"""VATSIM v3 snapshot N-1 + snapshot N -> flight events. Pure: no I/O, no clock, no trio.
+
+A flight is one pilot connection, identified by (cid, callsign, logon_time): a reconnect or a
+callsign change is a new flight. `Detector.process` takes one parsed snapshot and returns the
+events of that cycle (created, updated, departed, arrived, deleted, and one positions batch of
+the flights whose position changed) plus every current position, for snapshot-on-subscribe.
+
+Detection works on two consecutive samples of each flight, 15 s apart on the live feed, so the
+ground/air decision is deliberately coarse and has a dead band (see the constants below); a
+flight in the dead band keeps its last known state. docs/detection.md explains the choices.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import math
+from collections.abc import Mapping
+from typing import Any
+
+import attrs
+import orjson
+
+from .geo import Airport, Geo, distance_nm
+from .model import format_ts, parse_ts
+
+__all__ = [
+    "AIRBORNE_MIN_GS_KTS",
+    "AIRPORT_RADIUS_NM",
+    "GROUND_MAX_GS_KTS",
+    "ON_GROUND_MAX_AGL_FT",
+    "Cycle",
+    "Detector",
+    "Event",
+    "FeedError",
+    "flight_uid",
+    "parse_snapshot",
+    "snapshot_time",
+]
+
+# At or above this groundspeed a flight counts as airborne. Rotation speeds start near 60 kt for
+# light jets and turboprops; a flight sampled at 50+ kt is on its take-off roll and is airborne
+# by the next sample (15 s later), while no one taxis that fast. This is what makes a departure
+# show up one cycle after the roll starts (AIE701 at CYYT, EUR1EM at LTFM: 13 -> 70+ kt).
+AIRBORNE_MIN_GS_KTS = 50
+# At or below this groundspeed (and near a field, low) a flight counts as on the ground. Fast
+# taxi is 20-30 kt; 40 kt leaves room for a high-speed exit after landing. Between this and
+# AIRBORNE_MIN_GS_KTS is a dead band so a roll-out or a fast taxi never flaps the state.
+GROUND_MAX_GS_KTS = 40
+# Height above field elevation still counted as on the ground. Pilot clients report true
+# altitude with sim and QNH errors of some tens of feet; 300 ft also covers fields whose
+# published elevation is a reference point lower than parts of the aerodrome, while a slow
+# aircraft (helicopter, balloon) above this is airborne.
+ON_GROUND_MAX_AGL_FT = 300
+# Distance from an airport's reference point that still counts as "at" the airport. The
+# largest aerodromes (KDEN, KDFW, OERK) have stands and runway ends 3-4 NM from the point.
+AIRPORT_RADIUS_NM = 5.0
+
+_GROUND = 1
+_AIRBORNE = 2
+
+Event = tuple[str, dict[str, Any], str]
+_UID_MASK = (1 << 53) - 1  # JavaScript numbers are exact up to 2**53
+
+
+class FeedError(ValueError):
+    """A snapshot that cannot be used: not JSON, not an object, or missing its core keys."""
+
+
+def parse_snapshot(raw: bytes | bytearray | memoryview | str) -> dict[str, Any]:
+    """Decode a VATSIM v3 document and check the keys detection cannot do without."""
+    try:
+        doc = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise FeedError(f"invalid JSON ({len(raw)} bytes): {exc}") from None
+    if not isinstance(doc, dict):
+        raise FeedError("snapshot is not a JSON object")
+    general = doc.get("general")
+    if not isinstance(general, dict):
+        raise FeedError("snapshot has no `general` object")
+    if not isinstance(doc.get("pilots"), list):
+        raise FeedError("snapshot has no `pilots` list")
+    snapshot_time(doc)
+    return doc
+
+
+def snapshot_time(snapshot: Mapping[str, Any]) -> dt.datetime:
+    """The snapshot's `general.update_timestamp` (or legacy `general.update`) as aware UTC."""
+    general = snapshot.get("general")
+    if not isinstance(general, Mapping):
+        raise FeedError("snapshot has no `general` object")
+    stamp = general.get("update_timestamp")
+    if isinstance(stamp, str):
+        try:
+            return parse_ts(stamp)
+        except ValueError:
+            pass
+    legacy = general.get("update")
+    if isinstance(legacy, str | int):
+        try:
+            return dt.datetime.strptime(str(legacy), "%Y%m%d%H%M%S").replace(tzinfo=dt.UTC)
+        except ValueError:
+            pass
+    raise FeedError("snapshot has no valid `general.update_timestamp`")
+
+
+def flight_uid(cid: int, callsign: str, logon_time: str) -> int:
+    """Stable 53-bit id of a flight: the same triple gives the same id in every process."""
+    digest = hashlib.blake2b(f"{cid}|{callsign}|{logon_time}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") & _UID_MASK
+
+
+@attrs.define(slots=True)
+class Cycle:
+    """What one snapshot produced: its time, the events in order, and all current positions."""
+
+    update_time: dt.datetime
+    timestamp: str
+    events: list[Event]
+    positions: list[dict[str, Any]]
+    pilots: int = 0
+    skipped: int = 0
+    stale: bool = False  # not newer than the last snapshot processed: no events
+
+
+class _Flight:
+    """Everything remembered about one flight between cycles."""
+
+    __slots__ = (
+        "alt",
+        "artcc",
+        "callsign",
+        "cid",
+        "gs",
+        "hdg",
+        "lat",
+        "lon",
+        "missing",
+        "plan",
+        "pos",
+        "seen",
+        "state",
+        "state_airport",
+        "uid",
+        "vr",
+    )
+
+    def __init__(self, uid: int, cid: int, callsign: str) -> None:
+        self.uid = uid
+        self.cid = cid
+        self.callsign = callsign
+        self.plan: tuple[str | None, str | None, str | None, str | None] = (None,) * 4
+        self.lat = self.lon = math.nan
+        self.alt = self.gs = self.hdg = self.vr = 0
+        self.artcc: str | None = None
+        self.state = 0  # _GROUND, _AIRBORNE, or 0 when never decided
+        self.state_airport: str | None = None
+        self.missing = 0
+        self.seen = 0.0
+        self.pos: dict[str, Any] = {}
+
+
+_PLAN_FIELDS = ("dep", "arr", "equipment", "route")
+
+
+def _text(value: Any, upper: bool = False) -> str | None:
+    if not isinstance(value, str):
+        return None
+    value = value.strip()
+    if not value:
+        return None
+    return value.upper() if upper else value
+
+
+def _plan(fp: Any) -> tuple[str | None, str | None, str | None, str | None]:
+    """(dep, arr, equipment, route) of a flight plan; a missing or odd plan is all None."""
+    if not isinstance(fp, dict):
+        return (None, None, None, None)
+    equipment = _text(fp.get("aircraft_short"))
+    if equipment is None:
+        full = _text(fp.get("aircraft_faa")) or _text(fp.get("aircraft"))
+        if full:
+            # "H/B744/L" or "A320/M-VGDW/C": the type is the part with more than one letter
+            parts = [p for p in full.split("-")[0].split("/") if len(p) > 1]
+            equipment = parts[0] if parts else None
+    return (
+        _text(fp.get("departure"), True),
+        _text(fp.get("arrival"), True),
+        equipment,
+        _text(fp.get("route")),
+    )
+
+
+def _num(value: Any) -> float:
+    """A finite number from a JSON value; raises on anything else (the pilot is skipped)."""
+    if value.__class__ is int or value.__class__ is float:
+        if value == value and value not in (math.inf, -math.inf):
+            return value
+        raise ValueError("not finite")
+    if isinstance(value, bool) or value is None:
+        raise ValueError("not a number")
+    out = float(value)
+    if not math.isfinite(out):
+        raise ValueError("not finite")
+    return out
+
+
+class Detector:
+    """The flight state machine. Not thread-safe: one detector per feed, one cycle at a time."""
+
+    def __init__(self, geo: Geo, deleted_after: int = 2) -> None:
+        if deleted_after < 1:
+            raise ValueError("deleted_after must be at least 1")
+        self.geo = geo
+        self.deleted_after = deleted_after
+        self._flights: dict[tuple[int, str, str], _Flight] = {}
+        self._last_time: dt.datetime | None = None
+
+    def __len__(self) -> int:
+        return len(self._flights)
+
+    @property
+    def last_time(self) -> dt.datetime | None:
+        """Time of the last snapshot processed."""
+        return self._last_time
+
+    def current_positions(self) -> list[dict[str, Any]]:
+        """The last known position of every tracked flight."""
+        return [f.pos for f in self._flights.values() if f.pos]
+
+    def reset(self, when: dt.datetime | None = None) -> list[Event]:
+        """Forget every flight; returns a `flight.deleted` for each (timestamped `when`)."""
+        stamp = format_ts(when or self._last_time or dt.datetime.now(dt.UTC))
+        events = [("flight.deleted", self._deleted(f), stamp) for f in self._flights.values()]
+        self._flights.clear()
+        self._last_time = None
+        return events
+
+    # -- one cycle -------------------------------------------------------------------------
+
+    def process(
+        self, snapshot: Mapping[str, Any], *, time_shift: dt.timedelta | None = None
+    ) -> Cycle:
+        """Diff one snapshot against the state; `time_shift` moves event times (replay loops)."""
+        when = snapshot_time(snapshot)
+        if time_shift:
+            when += time_shift
+        stamp = format_ts(when)
+        pilots = snapshot.get("pilots")
+        if not isinstance(pilots, list):
+            raise FeedError("snapshot has no `pilots` list")
+        if self._last_time is not None and when <= self._last_time:
+            return Cycle(when, stamp, [], self.current_positions(), len(pilots), 0, stale=True)
+
+        now = when.timestamp()
+        flights = self._flights
+        geo = self.geo
+        artcc_at = geo.artcc_at
+        events: list[Event] = []
+        changed: list[dict[str, Any]] = []
+        seen: set[tuple[int, str, str]] = set()
+        skipped = 0
+
+        for rec in pilots:
+            try:
+                if not isinstance(rec, dict):
+                    raise TypeError("pilot is not an object")
+                cid = rec["cid"]
+                cid = cid if cid.__class__ is int else int(cid)
+                callsign = rec["callsign"]
+                logon = rec["logon_time"]
+                if not isinstance(callsign, str) or not callsign or not isinstance(logon, str):
+                    raise TypeError("callsign/logon_time")
+                lat = float(_num(rec["latitude"]))
+                lon = float(_num(rec["longitude"]))
+                if not (-90.0 <= lat <= 90.0 and -180.0 <= lon <= 180.0):
+                    raise ValueError("position out of range")
+                alt = round(_num(rec["altitude"]))
+                gs = round(_num(rec["groundspeed"]))
+                hdg = rec.get("heading", 0)
+                hdg = round(_num(hdg)) % 360 if hdg is not None else 0
+                plan = _plan(rec.get("flight_plan"))
+            except (KeyError, TypeError, ValueError, OverflowError):
+                skipped += 1
+                continue
+
+            key = (cid, callsign, logon)
+            if key in seen:
+                skipped += 1  # the same connection twice in one snapshot: keep the first
+                continue
+            seen.add(key)
+            flight = flights.get(key)
+            is_new = flight is None
+            if flight is None:
+                flight = _Flight(flight_uid(cid, callsign, logon), cid, callsign)
+                flights[key] = flight
+            flight.missing = 0
+
+            moved = is_new or (
+                lat != flight.lat
+                or lon != flight.lon
+                or alt != flight.alt
+                or gs != flight.gs
+                or hdg != flight.hdg
+            )
+            plan_changed = plan != flight.plan
+            if moved:
+                if not is_new:
+                    elapsed = now - flight.seen
+                    flight.vr = round((alt - flight.alt) * 60.0 / elapsed) if elapsed > 0 else 0
+                if is_new or lat != flight.lat or lon != flight.lon:
+                    flight.artcc = artcc_at(lat, lon)
+                flight.lat, flight.lon, flight.alt, flight.gs, flight.hdg = lat, lon, alt, gs, hdg
+            flight.seen = now
+            old_plan = flight.plan
+            flight.plan = plan
+            if moved or plan_changed:
+                flight.pos = {
+                    "callsign": callsign,
+                    "flight_uid": flight.uid,
+                    "latitude": lat,
+                    "longitude": lon,
+                    "altitude_ft": alt,
+                    "groundspeed_kts": gs,
+                    "heading_deg": hdg,
+                    "vertical_rate_fpm": flight.vr,
+                    "current_artcc": flight.artcc,
+                    "dep": plan[0],
+                    "arr": plan[1],
+                }
+                if moved:
+                    changed.append(flight.pos)
+
+            if is_new:
+                events.append(("flight.created", self._flight_data(flight), stamp))
+            elif plan_changed:
+                data = self._flight_data(flight)
+                data["changes"] = [
+                    name for name, a, b in zip(_PLAN_FIELDS, old_plan, plan, strict=True) if a != b
+                ]
+                events.append(("flight.updated", data, stamp))
+
+            if moved:
+                state, airport = self._classify(flight)
+                if state:
+                    previous, prev_airport = flight.state, flight.state_airport
+                    flight.state = state
+                    if state == _GROUND:
+                        flight.state_airport = airport
+                    if previous == _GROUND and state == _AIRBORNE:
+                        data = self._movement(flight, "off_utc", stamp, prev_airport)
+                        events.append(("flight.departed", data, stamp))
+                    elif previous == _AIRBORNE and state == _GROUND:
+                        data = self._movement(flight, "in_utc", stamp, airport)
+                        events.append(("flight.arrived", data, stamp))
+
+        gone = [key for key in flights if key not in seen]
+        for key in gone:
+            flight = flights[key]
+            flight.missing += 1
+            if flight.missing >= self.deleted_after:
+                del flights[key]
+                events.append(("flight.deleted", self._deleted(flight), stamp))
+
+        if changed:
+            events.append(
+                ("flight.positions", {"count": len(changed), "positions": changed}, stamp)
+            )
+        self._last_time = when
+        return Cycle(when, stamp, events, self.current_positions(), len(pilots), skipped)
+
+    # -- helpers ---------------------------------------------------------------------------
+
+    def _classify(self, flight: _Flight) -> tuple[int, str | None]:
+        """(_GROUND, airport) / (_AIRBORNE, None) / (0, None) for the dead band."""
+        gs = flight.gs
+        if gs >= AIRBORNE_MIN_GS_KTS:
+            return _AIRBORNE, None
+        if gs > GROUND_MAX_GS_KTS:
+            return 0, None
+        airport = self._airport_near(flight)
+        if airport is None:
+            return 0, None
+        if airport.elevation_ft is not None and (
+            flight.alt - airport.elevation_ft > ON_GROUND_MAX_AGL_FT
+        ):
+            return _AIRBORNE, None  # slow but well above the field: hovering or very slow
+        return _GROUND, airport.icao
+
+    def _airport_near(self, flight: _Flight) -> Airport | None:
+        """The planned departure/arrival field if the flight is at it, else the nearest field."""
+        geo = self.geo
+        for code in (flight.plan[0], flight.plan[1]):
+            apt = geo.airport(code)
+            if apt is not None and (
+                distance_nm(flight.lat, flight.lon, apt.latitude, apt.longitude)
+                <= AIRPORT_RADIUS_NM
+            ):
+                return apt
+        return geo.nearest_airport(flight.lat, flight.lon, AIRPORT_RADIUS_NM)
+
+    @staticmethod
+    def _flight_data(flight: _Flight) -> dict[str, Any]:
+        """`flight.created` / `flight.updated` data, keys in model.FlightData order."""
+        dep, arr, equipment, route = flight.plan
+        return {
+            "callsign": flight.callsign,
+            "flight_uid": flight.uid,
+            "cid": flight.cid,
+            "dep": dep,
+            "arr": arr,
+            "equipment": equipment,
+            "route": route,
+            "latitude": flight.lat,
+            "longitude": flight.lon,
+            "altitude_ft": flight.alt,
+            "groundspeed_kts": flight.gs,
+            "heading_deg": flight.hdg,
+            "current_artcc": flight.artcc,
+        }
+
+    @staticmethod
+    def _movement(flight: _Flight, key: str, stamp: str, airport: str | None) -> dict[str, Any]:
+        """`flight.departed` / `flight.arrived` data; a flight with no plan names the field."""
+        dep, arr = flight.plan[0], flight.plan[1]
+        if key == "off_utc":
+            dep = dep or airport
+        else:
+            arr = arr or airport
+        return {
+            "callsign": flight.callsign,
+            "flight_uid": flight.uid,
+            "dep": dep,
+            "arr": arr,
+            key: stamp,
+            "latitude": flight.lat,
+            "longitude": flight.lon,
+            "current_artcc": flight.artcc,
+        }
+
+    @staticmethod
+    def _deleted(flight: _Flight) -> dict[str, Any]:
+        return {
+            "callsign": flight.callsign,
+            "flight_uid": flight.uid,
+            "dep": flight.plan[0],
+            "arr": flight.plan[1],
+        }
