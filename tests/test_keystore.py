@@ -1,0 +1,430 @@
+"""KeyStore on SQLite (a real file): the behaviour the hub and the CLI rely on, on every machine."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import sqlite3
+import threading
+from pathlib import Path
+
+import pytest
+
+from swimctl.keystore import (
+    DEFAULT_TABLE,
+    TIER_PREFIX,
+    TIERS,
+    ColumnInfo,
+    KeyRecord,
+    KeyStore,
+    KeyStoreError,
+    KeyStoreUnavailable,
+    MariaDBDialect,
+    PostgreSQLDialect,
+    SQLiteDialect,
+    SQLServerDialect,
+    _describe,
+    detect_dialect,
+    generate_key,
+    hash_key,
+    is_hashed,
+    redact,
+    utc_naive,
+)
+
+KEY_RE = re.compile(r"swim_(pub|dev|par|sys)_[0-9a-f]{64}")
+
+
+@pytest.fixture
+def db_path(tmp_path: Path) -> Path:
+    return tmp_path / "keys.db"
+
+
+@pytest.fixture
+def store(db_path: Path) -> KeyStore:
+    ks = KeyStore(f"sqlite:///{db_path}")
+    ks.init_db()
+    yield ks
+    ks.close()
+
+
+def all_cells(db_path: Path, table: str = DEFAULT_TABLE) -> list[str]:
+    """Every value of every column, as text: what an attacker with the database would see."""
+    conn = sqlite3.connect(db_path)
+    try:
+        rows = conn.execute(f"SELECT * FROM {table}").fetchall()
+    finally:
+        conn.close()
+    return [str(cell) for row in rows for cell in row]
+
+
+def assert_not_stored(db_path: Path, api_key: str) -> None:
+    secret = api_key.split("_", 2)[2]
+    for cell in all_cells(db_path):
+        assert api_key not in cell
+        assert secret not in cell
+    # The raw files too (the WAL holds recent pages).
+    for path in db_path.parent.glob(db_path.name + "*"):
+        raw = path.read_bytes()
+        assert api_key.encode() not in raw
+        assert secret.encode() not in raw
+
+
+# -- pure helpers --------------------------------------------------------------------------------
+
+
+def test_generated_keys_have_tier_prefix_and_64_hex() -> None:
+    for tier in TIERS:
+        key = generate_key(tier)
+        assert key.startswith(TIER_PREFIX[tier])
+        assert KEY_RE.fullmatch(key)
+    assert generate_key("public") != generate_key("public")
+    with pytest.raises(KeyStoreError):
+        generate_key("gold")
+
+
+def test_hash_is_sha256_hex_and_recognised() -> None:
+    digest = hash_key("swim_pub_x")
+    assert len(digest) == 64 and is_hashed(digest)
+    assert not is_hashed("swim_pub_" + "a" * 64)
+    assert not is_hashed(digest.upper())
+
+
+def test_redact_removes_keys_prefixes_and_passwords() -> None:
+    key = generate_key("system")
+    text = redact(f"bad {key} and {key[:14]} DRIVER={{x}};UID=sa;PWD=hunter2;SERVER=s")
+    assert key not in text and key[:14] not in text and "hunter2" not in text
+    assert "UID=sa" in text
+
+
+def test_describe_is_one_redacted_line() -> None:
+    key = generate_key("partner")
+    exc = RuntimeError("HY000", f"[driver] failed for {key}\nsecond line PWD=secret")
+    described = _describe(exc)
+    assert "\n" not in described and key not in described and "secret" not in described
+
+
+def test_utc_naive_converts_aware_times() -> None:
+    aware = dt.datetime(2030, 1, 1, 12, 0, 0, 123, tzinfo=dt.timezone(dt.timedelta(hours=2)))
+    assert utc_naive(aware) == dt.datetime(2030, 1, 1, 10, 0, 0)
+
+
+@pytest.mark.parametrize(
+    ("dbms", "conn_str", "name"),
+    [
+        ("Microsoft SQL Server", "", "mssql"),
+        (None, "DRIVER={ODBC Driver 18 for SQL Server};SERVER=x", "mssql"),
+        (None, "Driver={FreeTDS};Server=x;TDS_Version=7.4", "mssql"),
+        ("PostgreSQL", "", "postgresql"),
+        (None, "DRIVER={PostgreSQL Unicode};SERVER=x", "postgresql"),
+        ("MariaDB", "", "mariadb"),
+        ("MySQL", "", "mariadb"),
+        (None, "DRIVER={MariaDB Unicode};SERVER=x", "mariadb"),
+        ("SQLite", "", "sqlite"),
+        (None, "DRIVER={SQLite3};Database=/tmp/x.db", "sqlite"),
+    ],
+)
+def test_detect_dialect(dbms: str | None, conn_str: str, name: str) -> None:
+    assert detect_dialect(dbms, conn_str).name == name
+
+
+def test_detect_dialect_rejects_unknown() -> None:
+    with pytest.raises(KeyStoreError, match="unsupported database"):
+        detect_dialect("Oracle", "DRIVER={Oracle 19}")
+
+
+def test_sql_server_dialect_ddl() -> None:
+    d = SQLServerDialect()
+    ddl = d.create_table("swim_api_keys")
+    assert "IF OBJECT_ID(N'swim_api_keys', N'U') IS NULL" in ddl
+    for fragment in ("IDENTITY(1,1)", "DATETIME2(0)", "BIT NOT NULL", "VARCHAR(64) NOT NULL"):
+        assert fragment in ddl
+    assert d.key_param == "CAST(? AS VARCHAR(64))"
+    assert d.widen_sql("t", ColumnInfo("nvarchar", 32, False)) == (
+        "ALTER TABLE t ALTER COLUMN api_key NVARCHAR(64) NOT NULL"
+    )
+    assert d.widen_sql("t", ColumnInfo("varchar", 32, True)).endswith("VARCHAR(64) NULL")
+    assert d.widen_sql("t", ColumnInfo("text", None, True)) is None
+
+
+def test_other_dialect_ddl() -> None:
+    pg = PostgreSQLDialect().create_table("t")
+    assert "GENERATED BY DEFAULT AS IDENTITY" in pg and "TIMESTAMP" in pg
+    maria = MariaDBDialect().create_table("t")
+    assert "AUTO_INCREMENT" in maria and "DATETIME" in maria and "ascii_bin" in maria
+    assert "AUTOINCREMENT" in SQLiteDialect().create_table("t")
+
+
+# -- construction --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("url", ["", "mysql://x", "postgres://u@h/db", "odbc:", "sqlite:///"])
+def test_bad_urls_are_user_errors(url: str) -> None:
+    with pytest.raises(KeyStoreError) as info:
+        KeyStore(url)
+    assert not isinstance(info.value, KeyStoreUnavailable)
+
+
+@pytest.mark.parametrize("table", ["x; DROP TABLE y", "1abc", "a.b", "", "t" * 64])
+def test_bad_table_names_are_rejected(table: str, db_path: Path) -> None:
+    with pytest.raises(KeyStoreError, match="invalid table name"):
+        KeyStore(f"sqlite:///{db_path}", table=table)
+
+
+# -- operations ----------------------------------------------------------------------------------
+
+
+def test_init_db_is_idempotent(db_path: Path) -> None:
+    ks = KeyStore(f"sqlite:///{db_path}")
+    assert ks.init_db() is True
+    assert ks.init_db() is False
+    assert KeyStore(f"sqlite:///{db_path}").init_db() is False
+
+
+def test_create_lookup_get_roundtrip(store: KeyStore, db_path: Path) -> None:
+    expires = dt.datetime.now(dt.UTC) + dt.timedelta(days=30)
+    key, record = store.create(
+        "developer", "Alice", owner_email="a@example.org", description="dev", expires_at=expires
+    )
+    assert KEY_RE.fullmatch(key) and key.startswith("swim_dev_")
+    assert record.tier == "developer" and record.is_active and record.usable()
+    assert record.expires_at == utc_naive(expires) and record.expires_at.tzinfo is None
+    assert store.lookup(key) == record
+    assert store.get(record.id) == record
+    assert store.lookup(key + "x") is None
+    assert store.lookup(generate_key("developer")) is None
+    assert store.get(record.id + 100) is None
+    assert_not_stored(db_path, key)
+
+
+def test_create_creates_table_when_missing(db_path: Path) -> None:
+    key, record = KeyStore(f"sqlite:///{db_path}").create("public", "Bob")
+    assert KeyStore(f"sqlite:///{db_path}").lookup(key) == record
+
+
+def test_database_holds_only_hashes(store: KeyStore, db_path: Path) -> None:
+    keys = [store.create(tier, f"owner-{tier}")[0] for tier in TIERS]
+    conn = sqlite3.connect(db_path)
+    stored = [row[0] for row in conn.execute(f"SELECT api_key FROM {DEFAULT_TABLE}")]
+    conn.close()
+    assert sorted(stored) == sorted(hash_key(k) for k in keys)
+    for key in keys:
+        assert_not_stored(db_path, key)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"tier": "gold", "owner_name": "x"}, "unknown tier"),
+        ({"tier": "public", "owner_name": "  "}, "owner name"),
+        ({"tier": "public", "owner_name": "x" * 256}, "owner name"),
+        ({"tier": "public", "owner_name": "x", "description": "d" * 1025}, "description"),
+    ],
+)
+def test_create_rejects_bad_fields(store: KeyStore, kwargs: dict, message: str) -> None:
+    with pytest.raises(KeyStoreError, match=message) as info:
+        store.create(**kwargs)
+    assert not isinstance(info.value, KeyStoreUnavailable)
+
+
+def test_revoke(store: KeyStore) -> None:
+    key, record = store.create("partner", "Carol")
+    assert store.revoke(record.id) is True
+    revoked = store.lookup(key)
+    assert revoked is not None and not revoked.is_active and not revoked.usable()
+    assert revoked.status() == "revoked"
+    assert store.revoke(record.id) is True  # harmless twice
+    assert store.revoke(record.id + 1000) is False
+
+
+def test_touch_records_last_use(store: KeyStore) -> None:
+    _key, record = store.create("public", "Dan")
+    when = dt.datetime(2031, 5, 6, 7, 8, 9, tzinfo=dt.UTC)
+    store.touch(record.id, when)
+    assert store.get(record.id).last_used_at == dt.datetime(2031, 5, 6, 7, 8, 9)
+    store.touch(record.id)
+    assert store.get(record.id).last_used_at >= utc_naive() - dt.timedelta(seconds=5)
+
+
+def test_expired_key_is_not_usable(store: KeyStore) -> None:
+    past = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=1)
+    key, _record = store.create("developer", "Eve", expires_at=past)
+    found = store.lookup(key)
+    assert found is not None and found.is_active
+    assert not found.usable() and found.status() == "expired"
+    _future_key, future = store.create("developer", "Eve", expires_at=utc_naive() + dt.timedelta(1))
+    assert future.usable()
+    assert not future.usable(now=utc_naive() + dt.timedelta(days=2))
+
+
+def test_unknown_tier_in_table_is_not_usable() -> None:
+    record = KeyRecord(1, "gold", "x", None, None, None, None, None, True)
+    assert not record.usable() and record.status() == "bad-tier"
+
+
+def test_list_filters_inactive(store: KeyStore) -> None:
+    _, live = store.create("public", "a")
+    _, gone = store.create("public", "b")
+    _, old = store.create("public", "c", expires_at=utc_naive() - dt.timedelta(hours=1))
+    store.revoke(gone.id)
+    assert [r.id for r in store.list()] == [live.id]
+    assert [r.id for r in store.list(include_inactive=True)] == [live.id, gone.id, old.id]
+
+
+def test_rotate_replaces_key_atomically(store: KeyStore, db_path: Path) -> None:
+    expires = utc_naive() + dt.timedelta(days=10)
+    old_key, old = store.create(
+        "system", "Feed", owner_email="ops@x", description="feeder", expires_at=expires
+    )
+    new_key, new = store.rotate(old.id)
+    assert new_key != old_key and new_key.startswith("swim_sys_")
+    assert new.id != old.id
+    assert (new.tier, new.owner_name, new.owner_email, new.description, new.expires_at) == (
+        "system", "Feed", "ops@x", "feeder", expires,
+    )
+    assert not store.lookup(old_key).usable()
+    assert store.lookup(new_key) == new and new.usable()
+    assert_not_stored(db_path, new_key)
+
+    with pytest.raises(KeyStoreError, match="revoked"):
+        store.rotate(old.id)
+    with pytest.raises(KeyStoreError, match="no key"):
+        store.rotate(10_000)
+
+    _, forever = store.rotate(new.id, expires_at=None)
+    assert forever.expires_at is None
+
+
+def test_rotate_of_expired_key_needs_new_expiry(store: KeyStore) -> None:
+    _, old = store.create("public", "x", expires_at=utc_naive() - dt.timedelta(seconds=5))
+    with pytest.raises(KeyStoreError, match="expired"):
+        store.rotate(old.id)
+    assert store.get(old.id).is_active  # nothing changed
+    later = utc_naive() + dt.timedelta(days=1)
+    key, new = store.rotate(old.id, expires_at=later)
+    assert new.expires_at == later and store.lookup(key).usable()
+
+
+def test_rotate_failure_rolls_back(store: KeyStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    key, old = store.create("partner", "x")
+
+    def boom(*args: object, **kwargs: object) -> None:
+        raise sqlite3.OperationalError("disk on fire")
+
+    monkeypatch.setattr(KeyStore, "_insert", boom)
+    with pytest.raises(KeyStoreUnavailable):
+        store.rotate(old.id)
+    monkeypatch.undo()
+    assert store.lookup(key).usable()  # the revoke was rolled back with the insert
+    assert len(store.list(include_inactive=True)) == 1
+
+
+def test_rotate_races_have_one_winner(db_path: Path) -> None:
+    _, old = KeyStore(f"sqlite:///{db_path}").create("public", "x")
+    results: list[object] = []
+
+    def worker() -> None:
+        try:
+            results.append(KeyStore(f"sqlite:///{db_path}").rotate(old.id))
+        except KeyStoreError as exc:
+            results.append(exc)
+
+    threads = [threading.Thread(target=worker) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    wins = [r for r in results if isinstance(r, tuple)]
+    assert len(wins) == 1
+    assert len(KeyStore(f"sqlite:///{db_path}").list()) == 1
+
+
+def test_store_is_usable_from_many_threads(store: KeyStore) -> None:
+    key, record = store.create("public", "x")
+    seen: list[KeyRecord | None] = []
+    threads = [threading.Thread(target=lambda: seen.append(store.lookup(key))) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert seen == [record] * 8
+
+
+# -- failures ------------------------------------------------------------------------------------
+
+
+def test_unreachable_database_is_unavailable(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    ks = KeyStore(f"sqlite:///{blocker}/sub/keys.db")
+    with pytest.raises(KeyStoreUnavailable, match="key store unavailable"):
+        ks.lookup(generate_key("public"))
+
+
+def test_missing_table_fails_closed_then_recovers(db_path: Path) -> None:
+    ks = KeyStore(f"sqlite:///{db_path}")
+    key = generate_key("public")
+    with pytest.raises(KeyStoreUnavailable):
+        ks.lookup(key)  # no table yet: an error, never "no such key"
+    ks.init_db()
+    assert ks.lookup(key) is None
+
+
+def test_error_messages_never_contain_the_key(db_path: Path) -> None:
+    ks = KeyStore(f"sqlite:///{db_path}")
+    key = generate_key("partner")
+    with pytest.raises(KeyStoreUnavailable) as info:
+        ks.lookup(key)
+    assert key not in str(info.value) and key[:12] not in str(info.value)
+
+
+# -- migrate -------------------------------------------------------------------------------------
+
+
+def make_legacy_table(db_path: Path, keys: list[str | None]) -> None:
+    """The old deployment's shape: plain-text keys in a narrow column."""
+    conn = sqlite3.connect(db_path)
+    conn.execute(
+        f"CREATE TABLE {DEFAULT_TABLE} (id INTEGER PRIMARY KEY AUTOINCREMENT, "
+        "api_key VARCHAR(32) UNIQUE, tier VARCHAR(16) NOT NULL, owner_name VARCHAR(64), "
+        "owner_email VARCHAR(64), description VARCHAR(255), expires_at DATETIME, "
+        "created_at DATETIME NOT NULL DEFAULT CURRENT_TIMESTAMP, last_used_at DATETIME, "
+        "is_active BIT NOT NULL DEFAULT 1)"
+    )
+    for index, key in enumerate(keys):
+        conn.execute(
+            f"INSERT INTO {DEFAULT_TABLE} (api_key, tier, owner_name) VALUES (?, ?, ?)",
+            (key, TIERS[index % len(TIERS)], f"legacy-{index}"),
+        )
+    conn.commit()
+    conn.close()
+
+
+def test_migrate_hashes_plain_keys_in_place_idempotently(db_path: Path) -> None:
+    plain = ["swim_pub_abc123", "swim_dev_DEF456", "legacy-key-without-prefix", "A" * 64]
+    already = hash_key("swim_par_already")
+    make_legacy_table(db_path, [*plain, already, None])
+    ks = KeyStore(f"sqlite:///{db_path}")
+
+    report = ks.migrate()
+    assert (report.created, report.hashed, report.already_hashed, report.skipped) == (
+        False, 4, 1, 1,
+    )
+    for index, key in enumerate(plain):
+        record = ks.lookup(key)
+        assert record is not None and record.owner_name == f"legacy-{index}"
+        assert record.usable()
+    assert ks.lookup("swim_par_already") is not None
+    for cell in all_cells(db_path):
+        for key in plain:
+            assert key not in cell
+
+    again = ks.migrate()
+    assert (again.hashed, again.already_hashed, again.skipped) == (0, 5, 1)
+    for key in plain:
+        assert ks.lookup(key) is not None
+
+
+def test_migrate_on_empty_database_creates_table(db_path: Path) -> None:
+    report = KeyStore(f"sqlite:///{db_path}").migrate()
+    assert report.created and report.hashed == 0
