@@ -1,8 +1,83 @@
-"""`swimctl serve` (being written)."""
+"""`swimctl serve`: run the hub."""
 
+from __future__ import annotations
+
+import trio
 import typer
 
+from swimctl.cli.common import DbOption, fail, resolve_db
+from swimctl.config import DEFAULT_PORT, HubConfig
+from swimctl.keystore import DEFAULT_TIER_CAPS
+from swimctl.logs import setup_logging
+from swimctl.service import ServeOptions, run_service
 
-def serve() -> None:
-    """Run the hub."""
-    raise typer.Exit(1)
+
+def parse_tier_caps(values: list[str]) -> dict[str, int]:
+    caps = dict(DEFAULT_TIER_CAPS)
+    for item in values:
+        tier, sep, number = item.partition("=")
+        if not sep or tier not in caps or not number.isdigit():
+            raise ValueError(f"--tier-limit takes TIER=N with TIER one of {', '.join(caps)}")
+        caps[tier] = int(number)
+    return caps
+
+
+def serve(
+    host: str = typer.Option("127.0.0.1", envvar="SWIM_HOST", help="Address to listen on."),
+    port: int = typer.Option(DEFAULT_PORT, envvar="SWIM_PORT", help="TCP port; 0 picks one."),
+    db: str = DbOption,
+    heartbeat: float = typer.Option(30.0, envvar="SWIM_HEARTBEAT", min=0.05,
+                                    help="Seconds between system.heartbeat events."),
+    history_size: int = typer.Option(100_000, envvar="SWIM_HISTORY_SIZE", min=0,
+                                     help="Events held for resume (count)."),
+    history_age: float = typer.Option(3600.0, envvar="SWIM_HISTORY_AGE", min=0,
+                                      help="Events held for resume (seconds; 0 = no age bound)."),
+    tier_limit: list[str] = typer.Option(
+        [], "--tier-limit", envvar="SWIM_TIER_LIMIT",
+        help="Connections per key for a tier, TIER=N (repeatable). Defaults: "
+        + ", ".join(f"{t}={n}" for t, n in DEFAULT_TIER_CAPS.items()),
+    ),
+    outbox_limit: int = typer.Option(
+        4 * 1024 * 1024, envvar="SWIM_OUTBOX_LIMIT", min=65536,
+        help="Unsent bytes allowed per client before it is closed (4008)."),
+    events_file: str = typer.Option(None, envvar="SWIM_EVENTS_FILE",
+                                    help="Follow this JSON Lines event file."),
+    feed: str = typer.Option(None, envvar="SWIM_FEED",
+                             help="VATSIM feed: 'vatsim', a URL, a snapshot file or directory."),
+    feed_interval: float = typer.Option(15.0, envvar="SWIM_FEED_INTERVAL", min=0,
+                                        help="Seconds between feed cycles (0 = flat out)."),
+    feed_loop: bool = typer.Option(False, "--feed-loop", envvar="SWIM_FEED_LOOP",
+                                   help="Start a file/directory feed over at its end."),
+    tls_cert: str = typer.Option(None, envvar="SWIM_TLS_CERT", help="PEM certificate (wss://)."),
+    tls_key: str = typer.Option(None, envvar="SWIM_TLS_KEY", help="PEM private key."),
+    log_level: str = typer.Option("info", envvar="SWIM_LOG_LEVEL",
+                                  help="debug, info, warning or error."),
+    log_format: str = typer.Option("text", envvar="SWIM_LOG_FORMAT", help="text or json."),
+) -> None:
+    """Run the hub: WebSocket server, keys, subscriptions, history, heartbeat, sources."""
+    if log_level.lower() not in ("debug", "info", "warning", "error"):
+        fail("--log-level must be debug, info, warning or error")
+    if log_format not in ("text", "json"):
+        fail("--log-format must be text or json")
+    if bool(tls_cert) != bool(tls_key):
+        fail("--tls-cert and --tls-key go together")
+    try:
+        caps = parse_tier_caps(tier_limit)
+    except ValueError as exc:
+        fail(str(exc))
+    setup_logging(log_level, log_format)
+    config = HubConfig(
+        host=host, port=port, db_url=resolve_db(db), heartbeat_interval=heartbeat,
+        history_size=history_size, history_age=history_age, tier_caps=caps,
+        outbox_limit=outbox_limit, tls_cert=tls_cert, tls_key=tls_key,
+    )
+    options = ServeOptions(
+        config=config, events_file=events_file, feed=feed, feed_interval=feed_interval,
+        feed_loop=feed_loop, handle_signals=True,
+    )
+    try:
+        trio.run(run_service, options)
+    except OSError as exc:
+        fail(f"cannot serve on {host}:{port}: {exc.strerror or exc}")
+    except KeyboardInterrupt:
+        pass

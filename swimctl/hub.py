@@ -1,0 +1,435 @@
+"""The engine: one event stream, the registry of live clients, and fan-out.
+
+Data flows one way: source → stream (seq) → fan-out → per-client outbox → socket. Everything
+here is synchronous: `publish` numbers an event, stores it and hands its frame to every
+accepting client without awaiting any of them, so no client can delay another and a resume
+can never fall between history and live delivery.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import attrs
+import trio
+
+from swimctl import PROTOCOL_VERSION
+from swimctl.config import HubConfig
+from swimctl.filters import AirportArtcc
+from swimctl.model import HEARTBEAT, POSITIONS, Envelope, dumps, format_ts, format_ts_seconds
+from swimctl.protocol import (
+    CLOSE_AUTH,
+    CLOSE_GOING_AWAY,
+    CLOSE_SLOW,
+    INVALID_PUBLISH,
+    MISSING,
+    SLOW_CONSUMER,
+    ProtocolError,
+    Publish,
+    Subscribe,
+    encode_reply,
+    error_reply,
+)
+from swimctl.session import ALL, Subscriptions, slice_records
+from swimctl.stream import EventStream, StreamEvent
+from swimctl.tmi import TmiBook, TmiError, validate_program
+from swimctl.transport import CONTROL, EVENT, Outbox
+from swimctl.transport import POSITIONS as POSITIONS_KIND
+from swimctl.wsframe import text_frame
+
+log = logging.getLogger("swimctl.hub")
+
+
+@attrs.define(eq=False)
+class Client:
+    """The hub's view of one live, authenticated connection."""
+
+    client_id: str
+    tier: str
+    key_id: int
+    outbox: Outbox
+    connected_at: str = attrs.field(factory=format_ts_seconds)
+    subs: Subscriptions = attrs.field(factory=Subscriptions)
+    messages_sent: int = 0
+    close_code: int | None = None
+    close_reason: str = ""
+    close_requested: trio.Event = attrs.field(factory=trio.Event)
+
+    def request_close(self, code: int, reason: str) -> None:
+        """Ask the connection's own task to close; the first reason given wins."""
+        if self.close_code is None:
+            self.close_code = code
+            self.close_reason = reason
+            self.outbox.accept_events = False
+            self.close_requested.set()
+
+
+@attrs.define
+class HubStats:
+    """Counters the status reply, logs and metrics read."""
+
+    events: Counter[str] = attrs.field(factory=Counter)
+    deliveries: int = 0
+    slow_consumers: int = 0
+    auth_failures: int = 0
+    resumes_recovered: int = 0
+    resumes_lost: int = 0
+    fanout_seconds: list[float] = attrs.field(factory=list)  # drained by the metrics exporter
+    positions_encodings: int = 0
+
+
+class Hub:
+    def __init__(
+        self,
+        config: HubConfig | None = None,
+        *,
+        airport_artcc: AirportArtcc | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.config = config or HubConfig()
+        self.stream = EventStream(
+            history_size=self.config.history_size,
+            history_age=self.config.history_age,
+            dedupe_size=self.config.dedupe_size,
+            clock=clock,
+        )
+        self.airport_artcc = airport_artcc
+        self.clients: dict[str, Client] = {}
+        self.by_key: dict[int, set[Client]] = {}
+        self.positions: list[dict[str, Any]] = []
+        self.tmi = TmiBook()
+        self.stats = HubStats()
+        self.started = time.monotonic()
+        self.feed_time: dt.datetime | None = None
+        self.on_event: list[Callable[[StreamEvent], None]] = []  # recorders, metrics
+        self.shutting_down = False
+
+    # -- clients -----------------------------------------------------------------------------
+
+    def admit(self, client: Client) -> bool:
+        """Register a client unless its key is at its tier's connection cap."""
+        cap = self.config.tier_caps.get(client.tier, 0)
+        peers = self.by_key.setdefault(client.key_id, set())
+        if len(peers) >= cap:
+            if not peers:
+                del self.by_key[client.key_id]
+            return False
+        peers.add(client)
+        self.clients[client.client_id] = client
+        return True
+
+    def remove(self, client: Client) -> None:
+        if self.clients.pop(client.client_id, None) is None:
+            return
+        peers = self.by_key.get(client.key_id)
+        if peers is not None:
+            peers.discard(client)
+            if not peers:
+                del self.by_key[client.key_id]
+
+    def revoke_key(self, key_id: int, reason: str) -> int:
+        """Close every connection of a key that was revoked or expired (4001)."""
+        clients = list(self.by_key.get(key_id, ()))
+        for client in clients:
+            self.send(client, error_reply("AUTH_FAILED", reason))
+            client.request_close(CLOSE_AUTH, reason)
+        return len(clients)
+
+    def shutdown(self) -> None:
+        self.shutting_down = True
+        for client in list(self.clients.values()):
+            client.request_close(CLOSE_GOING_AWAY, "hub shutting down")
+
+    # -- delivery ----------------------------------------------------------------------------
+
+    def send(self, client: Client, payload: bytes) -> None:
+        """A reply or error to one client, through its outbox (never dropped)."""
+        client.outbox.push(text_frame(payload), CONTROL)
+
+    def _deliver(self, client: Client, frame: bytes, kind: int) -> None:
+        client.messages_sent += 1
+        if not client.outbox.push(frame, kind):
+            self._slow_consumer(client)
+
+    def _slow_consumer(self, client: Client) -> None:
+        if client.close_code is not None:
+            return
+        self.stats.slow_consumers += 1
+        log.warning(
+            "closing slow consumer %s (tier %s): backlog passed %d bytes",
+            client.client_id, client.tier, self.config.outbox_limit,
+        )
+        client.outbox.discard_backlog()
+        client.outbox.push(
+            text_frame(error_reply(SLOW_CONSUMER, "unsent backlog passed the per-client bound; "
+                                   "reconnect and resume")),
+            CONTROL,
+        )
+        client.request_close(CLOSE_SLOW, "slow consumer")
+
+    # -- the stream --------------------------------------------------------------------------
+
+    def publish(
+        self,
+        event_type: str,
+        data: dict[str, Any],
+        *,
+        timestamp: str | None = None,
+        event_id: str | None = None,
+    ) -> tuple[int, bool]:
+        """Number, store and fan out one event. Returns (seq, duplicate)."""
+        event, seq = self.stream.append(event_type, data, timestamp=timestamp, event_id=event_id)
+        if event is None:
+            return seq, True
+        if event_type.startswith("tmi."):
+            self.tmi.apply(event_type, data)
+        self.stats.events[event_type] += 1
+        started = time.perf_counter()
+        if event_type == POSITIONS:
+            self._fan_out_positions(event)
+        else:
+            self._fan_out(event)
+        self.stats.fanout_seconds.append(time.perf_counter() - started)
+        if len(self.stats.fanout_seconds) > 10_000:
+            del self.stats.fanout_seconds[:5_000]
+        for hook in self.on_event:
+            hook(event)
+        return seq, False
+
+    def _fan_out(self, event: StreamEvent) -> None:
+        frame, etype, data = event.frame, event.type, event.data
+        delivered = 0
+        for client in self.clients.values():
+            route = client.subs.route(etype)
+            if route is None:
+                continue
+            if route is not ALL and not any(f.accepts(etype, data) for f in route):
+                continue
+            delivered += 1
+            client.messages_sent += 1
+            if not client.outbox.push(frame, EVENT):
+                self._slow_consumer(client)
+        self.stats.deliveries += delivered
+
+    def _fan_out_positions(self, event: StreamEvent) -> None:
+        """Each client gets the positions its filters accept; each distinct slice is encoded
+        once and shared by every client with the same filters."""
+        positions = event.data.get("positions")
+        if not isinstance(positions, list):
+            positions = []
+        frames: dict[str, bytes | None] = {}
+        delivered = 0
+        for client in self.clients.values():
+            route = client.subs.route(POSITIONS)
+            if route is None:
+                continue
+            if route is ALL:
+                frame: bytes | None = event.frame
+            else:
+                key = client.subs.positions_key or ""
+                if key in frames:
+                    frame = frames[key]
+                else:
+                    frame = frames[key] = self._positions_frame(event, route, positions)
+            if frame is None:
+                continue
+            delivered += 1
+            client.messages_sent += 1
+            if not client.outbox.push(frame, POSITIONS_KIND):
+                self._slow_consumer(client)
+        self.stats.deliveries += delivered
+
+    def _positions_frame(
+        self, event: StreamEvent, route: tuple[Any, ...], positions: list[dict[str, Any]]
+    ) -> bytes | None:
+        kept = slice_records(route, positions)
+        if not kept:
+            return None
+        self.stats.positions_encodings += 1
+        return event.variant({**event.data, "count": len(kept), "positions": kept})
+
+    def _replay(self, client: Client, events: Iterable[StreamEvent]) -> int:
+        sent = 0
+        for event in events:
+            route = client.subs.route(event.type)
+            if route is None:
+                continue
+            if event.type == POSITIONS:
+                if route is ALL:
+                    frame: bytes | None = event.frame
+                else:
+                    positions = event.data.get("positions")
+                    frame = self._positions_frame(
+                        event, route, positions if isinstance(positions, list) else []
+                    )
+                if frame is None:
+                    continue
+                self._deliver(client, frame, POSITIONS_KIND)
+            elif route is ALL or any(f.accepts(event.type, event.data) for f in route):
+                self._deliver(client, event.frame, EVENT)
+            else:
+                continue
+            sent += 1
+        return sent
+
+    # -- state for snapshots -----------------------------------------------------------------
+
+    def replace_positions(self, positions: list[dict[str, Any]]) -> None:
+        """Current position of every flight, served as the snapshot batch."""
+        self.positions = positions
+
+    def feed_updated(self, update_time: dt.datetime) -> None:
+        self.feed_time = update_time
+
+    def feed_age(self) -> float | None:
+        if self.feed_time is None:
+            return None
+        return round((dt.datetime.now(dt.UTC) - self.feed_time).total_seconds(), 1)
+
+    # -- client actions ----------------------------------------------------------------------
+
+    def subscribe(self, client: Client, req: Subscribe) -> None:
+        client.subs.set(req.channels, req.filters)
+        reply: dict[str, Any] = {
+            "type": "subscribed",
+            "channels": list(req.channels),
+            "filters": req.filters.echo,
+        }
+        held = None
+        if req.resume is not None:
+            held = self.stream.since(*req.resume)
+            reply["recovered"] = held is not None
+            if held is None:
+                self.stats.resumes_lost += 1
+            else:
+                self.stats.resumes_recovered += 1
+        self.send(client, encode_reply(reply, req.request_id))
+        if held:
+            self._replay(client, held)
+        if req.snapshot:
+            self._send_snapshot(client)
+
+    def _send_snapshot(self, client: Client) -> None:
+        now = format_ts()
+        route = client.subs.route(POSITIONS)
+        if route is not None and self.positions:
+            kept = slice_records(route, self.positions)
+            if kept:
+                data = {"count": len(kept), "positions": kept, "snapshot": True}
+                self._deliver(client, text_frame(Envelope(POSITIONS, now, data).encode()),
+                              POSITIONS_KIND)
+        route = client.subs.route("tmi.active")
+        if route is not None:
+            programs = slice_records(route, self.tmi.active())
+            data = {"programs": programs, "count": len(programs)}
+            self._deliver(client, text_frame(Envelope("tmi.active", now, data).encode()), EVENT)
+
+    def handle_publish(self, client: Client, req: Publish) -> None:
+        data = req.data
+        if req.channel.startswith("tmi."):
+            data = self.prepare_tmi(req.channel, data, req.request_id)
+        seq, duplicate = self.publish(
+            req.channel, data, timestamp=req.timestamp, event_id=req.event_id
+        )
+        ack = {
+            "type": "publish_ack",
+            "event_id": req.event_id if req.event_id is not None else f"e-{seq}",
+            "seq": seq,
+            "accepted": 0 if duplicate else 1,
+            "duplicates": 1 if duplicate else 0,
+        }
+        self.send(client, encode_reply(ack, req.request_id))
+
+    def prepare_tmi(self, event_type: str, data: dict[str, Any], rid: Any = MISSING) -> dict:
+        """Validate a TMI payload; a modify or release carries the program's full record so
+        airport and ARTCC filters still see it."""
+        program_id = data.get("program_id")
+        known = self.tmi.get(program_id) if isinstance(program_id, str) else None
+        if event_type in ("tmi.modified", "tmi.released"):
+            if known is None:
+                raise ProtocolError(INVALID_PUBLISH, f"no active program {program_id!r}", rid)
+            data = {**known, **data}
+            if event_type == "tmi.released":
+                status = data.get("status")
+                data["status"] = status if status in ("CANCELLED", "EXPIRED") else "RELEASED"
+        elif event_type == "tmi.issued" and known is not None:
+            raise ProtocolError(INVALID_PUBLISH, f"program {program_id!r} is already active", rid)
+        try:
+            return validate_program(event_type, data)
+        except TmiError as exc:
+            raise ProtocolError(INVALID_PUBLISH, str(exc), rid) from None
+
+    def status(self, client: Client) -> dict[str, Any]:
+        data: dict[str, Any] = {
+            "client_id": client.client_id,
+            "connected_at": client.connected_at,
+            "subscriptions": list(client.subs.patterns),
+            "messages_sent": client.messages_sent,
+            "filters": client.subs.echo(),
+            "tier": client.tier,
+            "epoch": self.stream.epoch,
+            "seq": self.stream.last_seq,
+            "outbox_bytes": client.outbox.queued_bytes,
+            "connected_clients": len(self.clients),
+            "uptime_seconds": int(time.monotonic() - self.started),
+        }
+        age = self.feed_age()
+        if age is not None:
+            data["feed_age_seconds"] = age
+        return data
+
+    def connected_message(self, client: Client) -> bytes:
+        return dumps(
+            {
+                "type": "connected",
+                "data": {
+                    "client_id": client.client_id,
+                    "server_time": format_ts_seconds(),
+                    "version": PROTOCOL_VERSION,
+                    "tier": client.tier,
+                    "epoch": self.stream.epoch,
+                    "seq": self.stream.last_seq,
+                    "heartbeat_interval": self.config.heartbeat_interval,
+                },
+            }
+        )
+
+    # -- periodic tasks ----------------------------------------------------------------------
+
+    def heartbeat(self) -> None:
+        """One frame for everyone: heartbeats are never filtered."""
+        data: dict[str, Any] = {
+            "connected_clients": len(self.clients),
+            "uptime_seconds": int(time.monotonic() - self.started),
+            "seq": self.stream.last_seq,
+        }
+        age = self.feed_age()
+        if age is not None:
+            data["feed_age_seconds"] = age
+        frame = text_frame(Envelope(HEARTBEAT, format_ts(), data).encode())
+        for client in list(self.clients.values()):
+            self._deliver(client, frame, EVENT)
+
+    async def run_heartbeat(self) -> None:
+        while True:
+            await trio.sleep(self.config.heartbeat_interval)
+            self.heartbeat()
+
+    def expire_programs(self, now: dt.datetime | None = None) -> int:
+        now = now or dt.datetime.now(dt.UTC)
+        due = self.tmi.due(now)
+        for program in due:
+            self.publish("tmi.released", {**program, "status": "EXPIRED"})
+            log.info("program %s reached its end time: released (EXPIRED)",
+                     program.get("program_id"))
+        return len(due)
+
+    async def run_tmi_expiry(self, interval: float = 1.0) -> None:
+        while True:
+            await trio.sleep(interval)
+            self.expire_programs()

@@ -1,0 +1,126 @@
+"""Wires the hub's parts together under one nursery: listener, heartbeat, key revalidation,
+TMI expiry and event sources. `swimctl serve` runs this; tests run it in-process."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import ssl
+from collections.abc import Callable
+from typing import Any
+
+import attrs
+import trio
+
+from swimctl.auth import Authenticator
+from swimctl.config import HubConfig
+from swimctl.hub import Hub
+from swimctl.keystore import KeyStore, KeyStoreError
+from swimctl.server import HubServer
+
+log = logging.getLogger("swimctl.service")
+
+SHUTDOWN_GRACE = 1.2  # seconds clients get to receive close 1001 (the process exits within 2 s)
+
+
+@attrs.define
+class ServeOptions:
+    config: HubConfig
+    events_file: str | None = None
+    feed: str | None = None
+    feed_interval: float = 15.0
+    feed_loop: bool = False
+    record_dir: str | None = None
+    metrics_port: int | None = None
+    handle_signals: bool = False
+    load_geography: bool = True
+
+
+@attrs.define
+class ServiceHandle:
+    """What a started service hands back: where it listens and its live parts."""
+
+    url: str
+    hub: Hub
+    server: HubServer
+    auth: Authenticator
+    cancel_scope: trio.CancelScope
+    extras: dict[str, Any] = attrs.field(factory=dict)
+
+    async def shutdown(self, grace: float = SHUTDOWN_GRACE) -> None:
+        await graceful_shutdown(self.hub, self.cancel_scope, grace)
+
+
+async def graceful_shutdown(hub: Hub, scope: trio.CancelScope, grace: float) -> None:
+    """Every client gets close 1001, then everything stops."""
+    hub.shutdown()
+    with trio.move_on_after(grace):
+        while hub.clients:
+            await trio.sleep(0.02)
+    scope.cancel()
+
+
+def ssl_context(cert: str, key: str) -> ssl.SSLContext:
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.load_cert_chain(cert, key)
+    return ctx
+
+
+async def _load_airport_artcc() -> Callable[[str], str | None] | None:
+    try:
+        from swimctl.geo import load_geo
+    except ImportError:
+        return None
+    try:
+        geo = await trio.to_thread.run_sync(load_geo)
+    except Exception as exc:  # the hub serves without geography rather than not at all
+        log.warning("geography data could not be loaded (%s): ARTCC filters on TMIs use "
+                    "their scope only", exc)
+        return None
+    return geo.airport_artcc
+
+
+async def run_service(opts: ServeOptions, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+    config = opts.config
+    store = KeyStore(config.db_url)
+    if store.kind == "sqlite":
+        try:
+            await trio.to_thread.run_sync(store.init_db)
+        except KeyStoreError as exc:
+            log.warning("%s: new connections are refused until it is reachable", exc)
+    auth = Authenticator(store, config)
+    airport_artcc = await _load_airport_artcc() if opts.load_geography else None
+    hub = Hub(config, airport_artcc=airport_artcc)
+    tls = ssl_context(config.tls_cert, config.tls_key) if config.tls_cert and config.tls_key \
+        else None
+    server = HubServer(hub, auth, config, tls)
+    async with trio.open_nursery() as nursery:
+        url = await nursery.start(server.serve)
+        log.info("listening on %s", url)
+        handle = ServiceHandle(url=url, hub=hub, server=server, auth=auth,
+                               cancel_scope=nursery.cancel_scope)
+        nursery.start_soon(hub.run_heartbeat)
+        nursery.start_soon(hub.run_tmi_expiry)
+        nursery.start_soon(auth.run, hub)
+        if opts.events_file:
+            from swimctl.sources.events_file import EventsFileFollower
+
+            follower = EventsFileFollower(hub, opts.events_file)
+            handle.extras["events_file"] = follower
+            await nursery.start(follower.run)
+        if opts.feed:
+            from swimctl.sources.feed import run_feed
+
+            nursery.start_soon(run_feed, hub, opts.feed, opts.feed_interval, opts.feed_loop)
+        if opts.handle_signals:
+            nursery.start_soon(_watch_signals, hub, nursery.cancel_scope)
+        task_status.started(handle)
+
+
+async def _watch_signals(hub: Hub, scope: trio.CancelScope) -> None:
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async for signum in signals:
+            log.info("%s: closing every connection (1001) and stopping",
+                     signal.Signals(signum).name)
+            await graceful_shutdown(hub, scope, SHUTDOWN_GRACE)
+            return
