@@ -112,6 +112,10 @@ async def run_service(opts: ServeOptions, *, task_status: Any = trio.TASK_STATUS
             from swimctl.sources.feed import run_feed
 
             nursery.start_soon(run_feed, hub, opts.feed, opts.feed_interval, opts.feed_loop)
+        if opts.record_dir:
+            from swimctl.recorder import run_recorder
+
+            await nursery.start(run_recorder, hub, opts.record_dir)
         if opts.handle_signals:
             nursery.start_soon(_watch_signals, hub, nursery.cancel_scope)
         task_status.started(handle)

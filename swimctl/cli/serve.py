@@ -48,6 +48,8 @@ def serve(
                                         help="Seconds between feed cycles (0 = flat out)."),
     feed_loop: bool = typer.Option(False, "--feed-loop", envvar="SWIM_FEED_LOOP",
                                    help="Start a file/directory feed over at its end."),
+    record: str = typer.Option(None, "--record", envvar="SWIM_RECORD",
+                               help="Write the whole stream to hourly files in this directory."),
     tls_cert: str = typer.Option(None, envvar="SWIM_TLS_CERT", help="PEM certificate (wss://)."),
     tls_key: str = typer.Option(None, envvar="SWIM_TLS_KEY", help="PEM private key."),
     log_level: str = typer.Option("info", envvar="SWIM_LOG_LEVEL",
@@ -73,7 +75,7 @@ def serve(
     )
     options = ServeOptions(
         config=config, events_file=events_file, feed=feed, feed_interval=feed_interval,
-        feed_loop=feed_loop, handle_signals=True,
+        feed_loop=feed_loop, record_dir=record, handle_signals=True,
     )
     try:
         trio.run(run_service, options)
