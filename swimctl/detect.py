@@ -60,6 +60,11 @@ _GROUND = 1
 _AIRBORNE = 2
 
 Event = tuple[str, dict[str, Any], str]
+# Sanity bounds of a pilot record. Beyond them a record is garbage (and could not be sent to a
+# JavaScript client as an exact number), so the pilot is skipped rather than published.
+_MIN_ALT_FT = -2_000  # the Dead Sea shore is at -1,400 ft
+_MAX_ALT_FT = 1_000_000  # far above anything a flight simulator flies
+_MAX_GS_KTS = 20_000  # orbital speed is about 15,000 kt
 _UID_MASK = (1 << 53) - 1  # JavaScript numbers are exact up to 2**53
 
 
@@ -277,6 +282,12 @@ class Detector:
                     raise ValueError("position out of range")
                 alt = round(_num(rec["altitude"]))
                 gs = round(_num(rec["groundspeed"]))
+                if not (
+                    0 <= cid <= _UID_MASK
+                    and _MIN_ALT_FT <= alt <= _MAX_ALT_FT
+                    and 0 <= gs <= _MAX_GS_KTS
+                ):
+                    raise ValueError("value out of range")
                 hdg = rec.get("heading", 0)
                 hdg = round(_num(hdg)) % 360 if hdg is not None else 0
                 plan = _plan(rec.get("flight_plan"))

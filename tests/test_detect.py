@@ -264,6 +264,8 @@ def test_malformed_pilots_are_skipped(geo, snap_a) -> None:
         dict(good[0], latitude=95.0, cid=3),
         dict(good[0], altitude=float("nan"), cid=4),
         dict(good[0], groundspeed=True, cid=5),
+        dict(good[0], altitude=2**70, cid=6),  # cannot be sent as a JSON number
+        dict(good[0], cid=2**60),
         {k: v for k, v in good[0].items() if k != "logon_time"},
     ]
     odd = [
