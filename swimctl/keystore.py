@@ -505,7 +505,8 @@ class KeyStore:
             import pyodbc
         except ImportError as exc:  # pragma: no cover - depends on the machine
             raise KeyStoreUnavailable(
-                "ODBC support needs pyodbc and the system libodbc (pip install 'swimctl[odbc]')"
+                "key store unavailable: ODBC needs pyodbc and the system libodbc "
+                "(pip install 'swimctl[odbc]')"
             ) from exc
         conn = pyodbc.connect(self._target, timeout=5, autocommit=False)
         if self._dialect is None:
