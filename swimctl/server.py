@@ -162,9 +162,14 @@ class HubServer:
         log.info("connected %s (tier %s, key id %s)", client_id, record.tier, record.id)
         try:
             self.hub.send(client, self.hub.connected_message(client))
+            closed = trio.Event()
             async with trio.open_nursery() as inner:
-                inner.start_soon(self._closer, client, ws, inner.cancel_scope)
+                inner.start_soon(self._closer, client, ws, closed)
                 await self._read_loop(client, ws)
+                if client.close_code is not None:
+                    # We started the close: let its handshake finish before tearing down.
+                    with trio.move_on_after(self.config.close_timeout + 0.5):
+                        await closed.wait()
                 inner.cancel_scope.cancel()
         finally:
             self.hub.remove(client)
@@ -180,13 +185,13 @@ class HubServer:
         with trio.move_on_after(self.config.close_timeout):
             await ws.aclose(close, message[:120])
 
-    async def _closer(
-        self, client: Client, ws: WebSocketConnection, scope: trio.CancelScope
-    ) -> None:
+    async def _closer(self, client: Client, ws: WebSocketConnection, done: trio.Event) -> None:
         await client.close_requested.wait()
-        with trio.move_on_after(self.config.close_timeout):
-            await ws.aclose(client.close_code or 1000, client.close_reason[:120])
-        scope.cancel()
+        try:
+            with trio.move_on_after(self.config.close_timeout):
+                await ws.aclose(client.close_code or 1000, client.close_reason[:120])
+        finally:
+            done.set()
 
     async def _read_loop(self, client: Client, ws: WebSocketConnection) -> None:
         bucket = TokenBucket(self.config.rate_per_second, self.config.rate_burst)

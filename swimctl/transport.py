@@ -200,8 +200,24 @@ class OutboxStream(trio.abc.Stream):
         with trio.move_on_after(self.close_timeout) as scope:
             scope.shield = True
             await self.outbox.drained()
+            if not self.outbox.broken:
+                await self._linger()
         self.outbox._break()
         await trio.aclose_forcefully(self.inner)
+
+    async def _linger(self) -> None:
+        """Half-close, then read until the peer closes: closing a socket with unread input
+        sends a reset, which can destroy the close frame we just sent before the peer reads
+        it."""
+        try:
+            if isinstance(self.inner, trio.SocketStream):
+                await self.inner.send_eof()
+            with trio.move_on_after(min(self.close_timeout, 1.0)):
+                while await self.inner.receive_some(65536):
+                    pass
+        except (trio.BusyResourceError, trio.BrokenResourceError, trio.ClosedResourceError,
+                OSError):
+            pass
 
     def __getattr__(self, name: str) -> Any:
         # trio-websocket looks up `socket` / `transport_stream` for endpoint names.

@@ -1,0 +1,105 @@
+"""Shared fixtures: a real hub on 127.0.0.1 with a real SQLite key store, and real clients."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+import attrs
+import orjson
+import pytest
+import trio
+from trio_websocket import WebSocketConnection, open_websocket_url
+
+from swimctl.config import HubConfig
+from swimctl.keystore import TIERS, KeyStore
+from swimctl.service import ServeOptions, ServiceHandle, run_service
+
+IN_CI = bool(os.environ.get("CI"))
+
+
+@attrs.define
+class Harness:
+    handle: ServiceHandle
+    keys: dict[str, str]
+    key_ids: dict[str, int]
+    store: KeyStore
+    db_url: str
+
+    @property
+    def url(self) -> str:
+        return self.handle.url
+
+    @property
+    def hub(self):  # type: ignore[no-untyped-def]
+        return self.handle.hub
+
+    @asynccontextmanager
+    async def connect(
+        self, tier: str = "developer", *, key: str | None = None, url: str | None = None,
+        headers: list[tuple[bytes, bytes]] | None = None, expect_connected: bool = True,
+    ) -> AsyncIterator[WebSocketConnection]:
+        api_key = self.keys[tier] if key is None else key
+        extra = headers if headers is not None else [(b"X-SWIM-API-Key", api_key.encode())]
+        async with open_websocket_url(url or self.url, extra_headers=extra) as ws:
+            if expect_connected:
+                hello = await recv(ws)
+                assert hello["type"] == "connected", hello
+            yield ws
+
+
+async def recv(ws: WebSocketConnection, timeout: float = 5.0) -> dict[str, Any]:
+    with trio.fail_after(timeout):
+        return orjson.loads(await ws.get_message())
+
+
+async def recv_until(
+    ws: WebSocketConnection, pred: Callable[[dict[str, Any]], bool], timeout: float = 5.0
+) -> dict[str, Any]:
+    with trio.fail_after(timeout):
+        while True:
+            msg = orjson.loads(await ws.get_message())
+            if pred(msg):
+                return msg
+
+
+async def request(ws: WebSocketConnection, body: dict[str, Any], timeout: float = 5.0) -> dict:
+    """Send one action and return the next reply (replies' types have no dot; events' do)."""
+    await ws.send_message(orjson.dumps(body).decode())
+    return await recv_until(ws, lambda m: "." not in m["type"], timeout)
+
+
+async def no_message(ws: WebSocketConnection, wait: float = 0.3) -> None:
+    with trio.move_on_after(wait):
+        msg = await ws.get_message()
+        raise AssertionError(f"expected silence, got {msg!r}")
+
+
+StartHub = Callable[..., Awaitable[Harness]]
+
+
+@pytest.fixture
+async def start_hub(nursery: trio.Nursery, tmp_path: Any) -> StartHub:
+    """Start a hub in-process; keyword arguments override HubConfig fields."""
+
+    async def start(options: dict[str, Any] | None = None, **overrides: Any) -> Harness:
+        db_url = overrides.pop("db_url", f"sqlite:///{tmp_path}/keys.db")
+        store = KeyStore(db_url)
+        keys: dict[str, str] = {}
+        ids: dict[str, int] = {}
+        for tier in TIERS:
+            key, record = store.create(tier, f"test {tier}")
+            keys[tier], ids[tier] = key, record.id
+        config = HubConfig(port=0, db_url=db_url, **overrides)
+        opts = ServeOptions(config=config, load_geography=False, **(options or {}))
+        handle = await nursery.start(run_service, opts)
+        return Harness(handle=handle, keys=keys, key_ids=ids, store=store, db_url=db_url)
+
+    return start
+
+
+@pytest.fixture
+async def hub(start_hub: StartHub) -> Harness:
+    return await start_hub()

@@ -1,0 +1,100 @@
+"""Client actions parsed without sockets (PROTOCOL.md sections 2 and 6)."""
+
+from __future__ import annotations
+
+import orjson
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from swimctl import protocol as p
+
+
+def parse(obj: object) -> p.Request:
+    return p.parse_request(orjson.dumps(obj).decode())
+
+
+def code_of(raw: str | bytes) -> str:
+    with pytest.raises(p.ProtocolError) as info:
+        p.parse_request(raw)
+    return info.value.code
+
+
+def test_subscribe_with_everything() -> None:
+    req = parse({"action": "subscribe", "channels": ["flight.*", "tmi.issued"],
+                 "filters": {"airports": ["KJFK"]}, "resume": {"epoch": "abc", "seq": 5},
+                 "snapshot": True, "id": "r1"})
+    assert isinstance(req, p.Subscribe)
+    assert req.channels == ("flight.*", "tmi.issued")
+    assert req.resume == ("abc", 5) and req.snapshot and req.request_id == "r1"
+
+
+@pytest.mark.parametrize(
+    ("raw", "code"),
+    [
+        ("not json", p.INVALID_JSON),
+        (b'{"action":"ping"}', p.INVALID_JSON),
+        ("[1,2]", p.INVALID_JSON),
+        ('{"action":"dance"}', p.UNKNOWN_ACTION),
+        ('{"no_action":1}', p.UNKNOWN_ACTION),
+        ('{"action":"subscribe"}', p.INVALID_SUBSCRIBE),
+        ('{"action":"subscribe","channels":[]}', p.INVALID_SUBSCRIBE),
+        ('{"action":"subscribe","channels":[1]}', p.INVALID_SUBSCRIBE),
+        ('{"action":"subscribe","channels":["flight.nope"]}', p.INVALID_CHANNEL),
+        ('{"action":"subscribe","channels":["weather.*"]}', p.INVALID_CHANNEL),
+        ('{"action":"subscribe","channels":["flight.*"],"filters":{"x":1}}', p.INVALID_FILTER),
+        ('{"action":"subscribe","channels":["*"],"resume":{"epoch":1,"seq":2}}',
+         p.INVALID_SUBSCRIBE),
+        ('{"action":"subscribe","channels":["*"],"snapshot":"yes"}', p.INVALID_SUBSCRIBE),
+        ('{"action":"unsubscribe","channels":["nope"]}', p.INVALID_CHANNEL),
+        ('{"action":"publish","channel":"flight.*","data":{}}', p.INVALID_PUBLISH),
+        ('{"action":"publish","channel":"system.heartbeat","data":{}}', p.INVALID_PUBLISH),
+        ('{"action":"publish","channel":"flight.departed","data":[]}', p.INVALID_PUBLISH),
+        ('{"action":"publish","channel":"flight.departed","data":{},"event_id":5}',
+         p.INVALID_PUBLISH),
+    ],
+)
+def test_error_codes(raw: str | bytes, code: str) -> None:
+    assert code_of(raw) == code
+
+
+def test_request_id_is_echoed_on_errors() -> None:
+    with pytest.raises(p.ProtocolError) as info:
+        parse({"action": "subscribe", "channels": ["bad"], "id": 7})
+    assert info.value.request_id == 7
+    reply = orjson.loads(p.error_reply(info.value.code, info.value.message, 7))
+    assert reply == {"type": "error", "code": "INVALID_CHANNEL",
+                     "message": info.value.message, "id": 7}
+
+
+def test_patterns() -> None:
+    assert p.pattern_matches("*", "flight.departed")
+    assert p.pattern_matches("flight.*", "flight.departed")
+    assert p.pattern_matches("ctp.*", "ctp.slot.assigned")
+    assert not p.pattern_matches("flight.*", "tmi.issued")
+    assert p.valid_pattern("ctp.anything.goes") and not p.valid_pattern("flight.")
+
+
+@given(st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20),
+    lambda children: st.lists(children, max_size=4)
+    | st.dictionaries(st.sampled_from(["action", "channels", "filters", "id", "data",
+                                       "channel", "resume", "snapshot", "event_id",
+                                       "airports", "bbox", "north"]) | st.text(max_size=5),
+                      children, max_size=5),
+    max_leaves=20,
+))
+def test_any_json_is_a_request_or_a_protocol_error(value: object) -> None:
+    try:
+        raw = orjson.dumps(value).decode()
+    except (TypeError, orjson.JSONEncodeError):
+        return
+    try:
+        p.parse_request(raw)
+    except p.ProtocolError as exc:
+        assert exc.code in {p.INVALID_JSON, p.UNKNOWN_ACTION, p.INVALID_SUBSCRIBE,
+                            p.INVALID_CHANNEL, p.INVALID_FILTER, p.INVALID_PUBLISH}
+
+
+def test_deep_nesting_is_invalid_json_not_a_crash() -> None:
+    assert code_of("[" * 5000 + "]" * 5000) == p.INVALID_JSON
