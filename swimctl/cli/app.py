@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from swimctl import __version__
-from swimctl.cli import keys, serve
+from swimctl.cli import keys, replay, serve
 
 app = typer.Typer(
     name="swimctl",
@@ -34,6 +34,7 @@ def root(
 
 app.command("serve")(serve.serve)
 app.add_typer(keys.app, name="keys")
+app.command("replay")(replay.replay)
 
 
 def main() -> None:
