@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from swimctl import __version__
-from swimctl.cli import keys, replay, serve
+from swimctl.cli import keys, record, replay, serve, tmi
 
 app = typer.Typer(
     name="swimctl",
@@ -35,6 +35,8 @@ def root(
 app.command("serve")(serve.serve)
 app.add_typer(keys.app, name="keys")
 app.command("replay")(replay.replay)
+app.command("record")(record.record)
+app.add_typer(tmi.app, name="tmi")
 
 
 def main() -> None:
