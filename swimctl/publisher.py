@@ -151,11 +151,13 @@ class TokenBucket:
         self.rate = rate
         self.burst = burst
         self.tokens = burst
-        self.stamp = trio.current_time()
+        self.stamp: float | None = None  # set on first use, inside trio.run
 
     async def take(self) -> None:
         if self.rate <= 0:
             return
+        if self.stamp is None:
+            self.stamp = trio.current_time()
         while True:
             now = trio.current_time()
             self.tokens = min(self.burst, self.tokens + (now - self.stamp) * self.rate)
