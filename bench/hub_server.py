@@ -1,0 +1,123 @@
+"""The hub under test: the real `swimctl.service.run_service` in its own process, driven over
+a multiprocessing pipe (a hidden control channel; nothing of it reaches the hub's protocol).
+
+Publishing goes through `Hub.publish`, exactly as an events file or a system-tier publisher
+would, with one trio checkpoint after each event (what a real source does between events).
+"""
+
+from __future__ import annotations
+
+import gc
+import os
+import tempfile
+import time
+from multiprocessing.connection import Connection
+from typing import Any
+
+import trio
+
+from workload import Vatsim, small_event, stamp
+
+MARK = "system.mark"
+
+
+def _quantiles(values: list[float]) -> dict[str, float]:
+    if not values:
+        return {"p50": 0.0, "p99": 0.0, "max": 0.0, "n": 0}
+    ordered = sorted(values)
+    n = len(ordered)
+    return {"p50": ordered[n // 2], "p99": ordered[min(n - 1, int(n * 0.99))],
+            "max": ordered[-1], "n": n}
+
+
+async def _control(pipe: Connection, handle: Any, key: str) -> None:
+    from swimctl.hub import Hub
+
+    hub: Hub = handle.hub
+    port = int(handle.url.rsplit(":", 1)[1].split("/", 1)[0])
+    vatsim = Vatsim()
+    gc.collect()
+    pipe.send(("ready", {"port": port, "key": key, "pid": os.getpid()}))
+    while True:
+        cmd, *args = await trio.to_thread.run_sync(pipe.recv)
+        if cmd == "stop":
+            pipe.send(("stopped",))
+            return
+        if cmd == "gc":
+            gc.collect()
+            pipe.send(("ok", len(hub.clients)))
+            continue
+        phase, params = args
+        hub.stats.fanout_seconds.clear()
+        started = time.perf_counter()
+        cpu0 = time.process_time()
+        fan: dict[str, list[float]] = {"event": [], "positions": []}
+        sync_cpu = 0.0
+        published = 0
+        if cmd == "blast":
+            for i in range(params["count"]):
+                t0 = time.thread_time()
+                hub.publish("flight.departed", stamp(small_event(i)))
+                sync_cpu += time.thread_time() - t0
+                published += 1
+                await trio.lowlevel.checkpoint()
+            fan["event"] = list(hub.stats.fanout_seconds)
+        elif cmd == "paced":
+            rate, count = params["rate"], params["count"]
+            t_start = trio.current_time()
+            for i in range(count):
+                await trio.sleep_until(t_start + i / rate)
+                t0 = time.thread_time()
+                hub.publish("flight.departed", stamp(small_event(i)))
+                sync_cpu += time.thread_time() - t0
+                published += 1
+            fan["event"] = list(hub.stats.fanout_seconds)
+        elif cmd == "vatsim":
+            for _ in range(params["cycles"]):
+                t_cycle = trio.current_time()
+                t0 = time.thread_time()
+                hub.stats.fanout_seconds.clear()
+                hub.publish("flight.positions", vatsim.positions_data())
+                fan["positions"].extend(hub.stats.fanout_seconds)
+                hub.stats.fanout_seconds.clear()
+                for etype, data in vatsim.lifecycle():
+                    hub.publish(etype, stamp(data))
+                fan["event"].extend(hub.stats.fanout_seconds)
+                sync_cpu += time.thread_time() - t0
+                published += 31
+                await trio.sleep_until(t_cycle + params["interval"])
+        hub.publish(MARK, {"phase": phase})
+        pipe.send(("done", {
+            "published": published,
+            "elapsed": time.perf_counter() - started,
+            "publish_cpu": sync_cpu,
+            "fanout_event": _quantiles(fan["event"]),
+            "fanout_positions": _quantiles(fan["positions"]),
+            "cpu_in_process": time.process_time() - cpu0,
+            "slow_consumers": hub.stats.slow_consumers,
+        }))
+
+
+async def _main(pipe: Connection) -> None:
+    from swimctl.config import HubConfig
+    from swimctl.keystore import DEFAULT_TIER_CAPS, KeyStore
+    from swimctl.service import ServeOptions, run_service
+
+    tmp = tempfile.mkdtemp(prefix="swimbench-")
+    db_url = f"sqlite:///{tmp}/keys.db"
+    key, _ = KeyStore(db_url).create("system", "fan-out benchmark")
+    caps = {**DEFAULT_TIER_CAPS, "system": 1_000_000}
+    config = HubConfig(port=0, db_url=db_url, heartbeat_interval=3600.0, tier_caps=caps)
+    async with trio.open_nursery() as nursery:
+        handle = await nursery.start(run_service, ServeOptions(config=config,
+                                                               load_geography=False))
+        await _control(pipe, handle, key)
+        nursery.cancel_scope.cancel()
+
+
+def hub_main(pipe: Connection) -> None:
+    """Entry point of the hub process."""
+    from loadgen import raise_nofile
+
+    raise_nofile()
+    trio.run(_main, pipe)
