@@ -16,6 +16,7 @@ bench/results/fanout-<mode>-<time>.json and .md.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import multiprocessing as mp
 import os
@@ -167,10 +168,8 @@ class Side:
             proc.join(5)
             if proc.is_alive():
                 proc.kill()
-        try:
+        with contextlib.suppress(BrokenPipeError, EOFError, OSError):
             self.call("stop")
-        except (BrokenPipeError, EOFError, OSError):
-            pass
         self.proc.join(5)
         if self.proc.is_alive():
             self.proc.kill()

@@ -15,7 +15,6 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 import trio
-
 from workload import Vatsim, small_event, stamp
 
 MARK = "system.mark"

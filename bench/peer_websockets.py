@@ -16,12 +16,12 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 import orjson
-from websockets.asyncio.server import ServerConnection, broadcast, serve
-
 from hub_server import MARK, _quantiles
+from websockets.asyncio.server import ServerConnection, broadcast, serve
+from workload import Vatsim, small_event, stamp
+
 from swimctl.filters import Filter, compile_filter
 from swimctl.model import format_ts
-from workload import Vatsim, small_event, stamp
 
 
 class Peer:

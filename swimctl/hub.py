@@ -35,7 +35,7 @@ from swimctl.protocol import (
     encode_reply,
     error_reply,
 )
-from swimctl.session import ALL, Subscriptions, slice_records
+from swimctl.session import ALL, PositionIndex, Subscriptions, airport_keys, slice_records
 from swimctl.stream import EventStream, StreamEvent
 from swimctl.tmi import TmiBook, TmiError, validate_program
 from swimctl.transport import CONTROL, EVENT, Outbox
@@ -203,13 +203,21 @@ class Hub:
 
     def _fan_out(self, event: StreamEvent) -> None:
         frame, etype, data = event.frame, event.type, event.data
+        # Every filter passes these (Filter.accepts). For the rest, a route made only of
+        # airport filters is one set (fast_route), tested against the event's airports once.
+        pass_all = etype.startswith("system.") or etype == "tmi.active"
+        keys = None if pass_all else airport_keys(data)
         delivered = 0
         for client in self.clients.values():
-            route = client.subs.route(etype)
+            route = client.subs.fast_route(etype)
             if route is None:
                 continue
-            if route is not ALL and not any(f.accepts(etype, data) for f in route):
-                continue
+            if route is not ALL and not pass_all:
+                if type(route) is frozenset:
+                    if keys is not None and route.isdisjoint(keys):
+                        continue
+                elif not any(f.accepts(etype, data) for f in route):
+                    continue
             delivered += 1
             client.messages_sent += 1
             if not client.outbox.push(frame, EVENT):
@@ -223,6 +231,7 @@ class Hub:
         if not isinstance(positions, list):
             positions = []
         frames: dict[str, bytes | None] = {}
+        index: PositionIndex | None = None  # built on the first filtered client only
         delivered = 0
         for client in self.clients.values():
             route = client.subs.route(POSITIONS)
@@ -235,7 +244,9 @@ class Hub:
                 if key in frames:
                     frame = frames[key]
                 else:
-                    frame = frames[key] = self._positions_frame(event, route, positions)
+                    if index is None:
+                        index = PositionIndex(positions)
+                    frame = frames[key] = self._positions_frame(event, route, positions, index)
             if frame is None:
                 continue
             delivered += 1
@@ -245,9 +256,10 @@ class Hub:
         self.stats.deliveries += delivered
 
     def _positions_frame(
-        self, event: StreamEvent, route: tuple[Any, ...], positions: list[dict[str, Any]]
+        self, event: StreamEvent, route: tuple[Any, ...], positions: list[dict[str, Any]],
+        index: PositionIndex | None = None,
     ) -> bytes | None:
-        kept = slice_records(route, positions)
+        kept = index.slice(route) if index is not None else slice_records(route, positions)
         if not kept:
             return None
         self.stats.positions_encodings += 1

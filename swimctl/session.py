@@ -68,6 +68,7 @@ class Subscriptions:
 
     patterns: dict[str, Filter] = attrs.field(factory=dict)
     _routes: dict[str, tuple[Filter, ...] | None] = attrs.field(factory=dict)
+    _fast: dict[str, Any] = attrs.field(factory=dict)
     positions_key: str | None = None
 
     def set(self, channels: tuple[str, ...], flt: Filter) -> None:
@@ -87,6 +88,7 @@ class Subscriptions:
 
     def _changed(self) -> None:
         self._routes.clear()
+        self._fast.clear()
         route = self.route("flight.positions")
         self.positions_key = None if route is None else "|".join(f.key for f in route)
 
@@ -112,6 +114,20 @@ class Subscriptions:
         self._routes[event_type] = result
         return result
 
+    def fast_route(self, event_type: str) -> Any:
+        """`route`, except that a route of airport-only filters is the union of their airports
+        (a frozenset): fan-out then tests a whole route with one `isdisjoint`."""
+        try:
+            return self._fast[event_type]
+        except KeyError:
+            pass
+        route = self.route(event_type)
+        fast: Any = route
+        if route and all(_airport_only(f) for f in route):
+            fast = frozenset().union(*(f.airports for f in route))
+        self._fast[event_type] = fast
+        return fast
+
     def accepts(self, event_type: str, data: dict[str, Any]) -> bool:
         route = self.route(event_type)
         if route is None:
@@ -131,3 +147,63 @@ def slice_records(route: tuple[Filter, ...], records: list[dict[str, Any]]) -> l
     if len(route) == 1:
         return route[0].slice_positions(records)
     return [r for r in records if any(f.accepts_position(r) for f in route)]
+
+
+def _airport_only(flt: Filter) -> bool:
+    return (flt.airports is not None and flt.artccs is None and flt.callsign_prefixes is None
+            and flt.bbox is None)
+
+
+def airport_keys(data: dict[str, Any]) -> frozenset[str] | None:
+    """The airports an event is tested on by an `airports` filter (Filter._accepts_record):
+    dep/arr when either key is present, else `airport`; None when it carries neither (the key
+    does not test it, so every airport filter passes it)."""
+    if "dep" in data or "arr" in data:
+        dep, arr = data.get("dep"), data.get("arr")
+        return frozenset(c.upper() for c in (dep, arr) if isinstance(c, str))
+    if "airport" in data:
+        airport = data.get("airport")
+        return frozenset((airport.upper(),)) if isinstance(airport, str) else frozenset()
+    return None
+
+
+class PositionIndex:
+    """One positions batch indexed by airport, built once per batch, so an airport filter's
+    slice costs its own matches instead of a pass over every position (1,000 distinct airport
+    filters on a 2,000-flight batch: ~2 M record tests without it)."""
+
+    def __init__(self, records: list[Any]) -> None:
+        self.records = records
+        self.usable = True
+        by_airport: dict[str, list[int]] = {}
+        loose: list[int] = []  # no dep/arr/airport: an airport filter does not test them
+        for i, rec in enumerate(records):
+            if not isinstance(rec, dict):
+                self.usable = False  # malformed batch: the plain scan decides, as before
+                return
+            keys = airport_keys(rec)
+            if keys is None:
+                loose.append(i)
+                continue
+            for code in keys:
+                by_airport.setdefault(code, []).append(i)
+        self.by_airport = by_airport
+        self.loose = loose
+
+    def slice(self, route: tuple[Filter, ...]) -> list[dict[str, Any]]:
+        """Same result, same order as `slice_records(route, records)`."""
+        if not self.usable or route is ALL or any(f.airports is None for f in route):
+            return slice_records(route, self.records)
+        found: set[int] = set(self.loose)
+        get = self.by_airport.get
+        for flt in route:
+            assert flt.airports is not None
+            for code in flt.airports:
+                hits = get(code)
+                if hits:
+                    found.update(hits)
+        records = self.records
+        if all(_airport_only(f) for f in route):
+            return [records[i] for i in sorted(found)]
+        return [records[i] for i in sorted(found)
+                if any(f.accepts_position(records[i]) for f in route)]
