@@ -957,7 +957,14 @@ def _describe(exc: BaseException) -> tuple[int | None, str]:
     if isinstance(exc, ConnectionRejected):
         return None, f"the hub refused the upgrade with HTTP {exc.status_code}"
     if isinstance(exc, HandshakeError):
-        return None, f"handshake failed: {type(exc).__name__}"
+        cause = exc.__cause__ or exc.__context__
+        if isinstance(cause, BaseExceptionGroup):
+            cause = _unwrap(cause)
+        if isinstance(cause, OSError):
+            return _describe(cause)
+        if type(exc).__name__ == "ConnectionTimeout":
+            return None, "cannot connect: timed out"
+        return None, f"handshake failed: {cause or type(exc).__name__}"
     if isinstance(exc, OSError):
         return None, f"cannot connect: {exc.strerror or exc}"
     return None, str(exc) or type(exc).__name__
@@ -1000,10 +1007,17 @@ async def connect(
         connect_timeout=connect_timeout, silence_factor=silence_factor,
         ping_interval=ping_interval, queue_size=queue_size, resume_from=resume_from,
     )
-    async with trio.open_nursery() as nursery:
-        await nursery.start(client.run)
-        try:
-            yield client
-        finally:
-            client._closed.set()
-            nursery.cancel_scope.cancel()
+    try:
+        async with trio.open_nursery() as nursery:
+            await nursery.start(client.run)
+            try:
+                yield client
+            finally:
+                client._closed.set()
+                nursery.cancel_scope.cancel()
+    except BaseExceptionGroup as group:
+        # Callers get the AuthError (or their own exception) itself, not a nursery's group.
+        leaf = _unwrap(group)
+        if leaf is group:
+            raise
+        raise leaf from None
