@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import logging
 import os
 import time
 from multiprocessing.connection import Connection
@@ -18,6 +19,7 @@ from typing import Any
 import orjson
 from hub_server import MARK, _quantiles
 from websockets.asyncio.server import ServerConnection, broadcast, serve
+from websockets.exceptions import ConnectionClosed
 from workload import Vatsim, small_event, stamp
 
 from swimctl.filters import Filter, compile_filter
@@ -41,6 +43,8 @@ class Peer:
                 self.subs[ws] = None if flt.empty else flt
                 await ws.send(orjson.dumps({"type": "subscribed", "channels": req["channels"],
                                             "filters": flt.echo}), text=True)
+        except ConnectionClosed:
+            pass  # clients of the benchmark just go away at the end
         finally:
             self.subs.pop(ws, None)
 
@@ -157,4 +161,5 @@ def peer_main(pipe: Connection) -> None:
     from loadgen import raise_nofile
 
     raise_nofile()
+    logging.getLogger("websockets").setLevel(logging.CRITICAL)
     asyncio.run(_main(pipe))

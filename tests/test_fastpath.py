@@ -1,0 +1,326 @@
+"""The fan-out fast path is correct: shared frames written straight to sockets, a backlog
+drained by one writer with writev, trio-websocket's own writes queued between whole frames.
+
+No timing assertions on speed: only order, integrity, bounds and who gets what.
+"""
+
+from __future__ import annotations
+
+import random
+import socket
+from typing import Any
+from urllib.parse import urlsplit
+
+import orjson
+import trio
+
+from swimctl.filters import compile_filter
+from swimctl.session import PositionIndex, Subscriptions, airport_keys, slice_records
+from tests.conftest import Harness, StartHub, recv, request
+
+PAD = "p" * 3000
+
+
+class RawClient:
+    """A WebSocket client on a plain socket: it sees every byte the hub writes, in order."""
+
+    def __init__(self, stream: trio.SocketStream) -> None:
+        self.stream = stream
+        self.buf = bytearray()
+
+    @classmethod
+    async def connect(cls, hub: Harness, rcvbuf: int | None = None) -> RawClient:
+        url = urlsplit(hub.url)
+        sock = trio.socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        if rcvbuf is not None:  # before connect, so the window is small from the start
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+        await sock.connect((url.hostname, url.port))
+        self = cls(trio.SocketStream(sock))
+        await self.stream.send_all(
+            f"GET {url.path} HTTP/1.1\r\nHost: {url.netloc}\r\nUpgrade: websocket\r\n"
+            "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+            f"Sec-WebSocket-Version: 13\r\nX-SWIM-API-Key: {hub.keys['system']}\r\n\r\n"
+            .encode())
+        while b"\r\n\r\n" not in self.buf:
+            self.buf += await self.stream.receive_some(65536)
+        head, _, rest = bytes(self.buf).partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 101"), head
+        self.buf = bytearray(rest)
+        return self
+
+    async def send(self, body: dict[str, Any], opcode: int = 1) -> None:
+        payload = orjson.dumps(body) if opcode == 1 else b""
+        await self.send_raw(payload, opcode)
+
+    async def send_raw(self, payload: bytes, opcode: int) -> None:
+        assert len(payload) < 126
+        await self.stream.send_all(bytes((0x80 | opcode, 0x80 | len(payload))) + b"\0" * 4
+                                   + payload)
+
+    async def frame(self) -> tuple[int, bytes]:
+        """The next whole frame; asserts the framing is intact (final, unmasked, known op)."""
+        while True:
+            frame = self._parse()
+            if frame is not None:
+                return frame
+            data = await self.stream.receive_some(65536)
+            if not data:
+                raise EOFError
+            self.buf += data
+
+    def _parse(self) -> tuple[int, bytes] | None:
+        buf = self.buf
+        if len(buf) < 2:
+            return None
+        b0, n = buf[0], buf[1]
+        assert b0 & 0x80 and not n & 0x80, "server frames are final and unmasked"
+        assert b0 & 0x0F in (1, 8, 9, 10), f"bad opcode {b0 & 0x0F}: framing corrupted"
+        n &= 0x7F
+        hdr = 2
+        if n == 126:
+            if len(buf) < 4:
+                return None
+            n, hdr = int.from_bytes(buf[2:4], "big"), 4
+        elif n == 127:
+            if len(buf) < 10:
+                return None
+            n, hdr = int.from_bytes(buf[2:10], "big"), 10
+        if len(buf) < hdr + n:
+            return None
+        payload = bytes(buf[hdr:hdr + n])
+        del buf[:hdr + n]
+        return b0 & 0x0F, payload
+
+    async def message(self) -> dict[str, Any]:
+        opcode, payload = await self.frame()
+        assert opcode == 1, (opcode, payload)
+        return orjson.loads(payload)
+
+
+async def raw_subscribed(hub: Harness, channels: list[str], rcvbuf: int | None = None
+                         ) -> RawClient:
+    client = await RawClient.connect(hub, rcvbuf)
+    assert (await client.message())["type"] == "connected"
+    await client.send({"action": "subscribe", "channels": channels})
+    assert (await client.message())["type"] == "subscribed"
+    return client
+
+
+async def test_every_client_gets_every_frame_in_order_while_pinging(start_hub: StartHub) -> None:
+    """Frames bigger than a socket buffer force partial writes and backlogs; the clients' pings
+    make trio-websocket write pongs meanwhile. A pong spliced into a half-sent frame would
+    break the framing (trio-websocket closes with a protocol error) or lose a ping."""
+    hub = await start_hub(outbox_limit=64 << 20)  # integrity here; bounds are tested below
+    clients, events, sizes = 12, 300, (10, 3000, 70_000)
+    received: dict[int, list[int]] = {}
+    pongs: dict[int, int] = {}
+
+    async def reader(i: int, ready: trio.Event) -> None:
+        async with hub.connect("system") as ws:
+            await request(ws, {"action": "subscribe", "channels": ["ctp.*"]})
+            received[i], pongs[i] = [], 0
+            ready.set()
+
+            async def pinger() -> None:
+                while True:
+                    await ws.ping()  # returns when the pong arrives
+                    pongs[i] += 1
+                    await trio.sleep(0.001)
+
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(pinger)
+                while len(received[i]) < events:
+                    msg = await recv(ws, timeout=30)
+                    assert len(msg["data"]["pad"]) == sizes[msg["data"]["i"] % len(sizes)]
+                    received[i].append(msg["data"]["i"])
+                nursery.cancel_scope.cancel()
+
+    with trio.fail_after(60):
+        async with trio.open_nursery() as nursery:
+            for i in range(clients):
+                ready = trio.Event()
+                nursery.start_soon(reader, i, ready)
+                await ready.wait()
+            for n in range(events):
+                hub.hub.publish("ctp.load", {"i": n, "pad": "x" * sizes[n % len(sizes)]})
+                if n % 10 == 0:
+                    await trio.sleep(0.005)
+    for i in range(clients):
+        assert received[i] == list(range(events))
+        assert pongs[i] > 0
+
+
+async def test_close_frame_comes_last_after_the_backlog(start_hub: StartHub) -> None:
+    """Closing a client with frames still queued: every queued event first, then the close
+    frame, then nothing."""
+    hub = await start_hub()
+    client = await raw_subscribed(hub, ["ctp.*"])
+    first = hub.hub.stream.last_seq + 1
+    for n in range(200):  # ~0.6 MB: more than the socket buffers, so most of it queues
+        hub.hub.publish("ctp.load", {"i": n, "pad": PAD})
+    hub.hub.shutdown()  # close 1001 to everyone
+    seqs: list[int] = []
+    with trio.fail_after(20):
+        while True:
+            opcode, payload = await client.frame()
+            if opcode == 8:
+                break
+            assert opcode == 1
+            seqs.append(orjson.loads(payload)["seq"])
+        assert int.from_bytes(payload[:2], "big") == 1001
+        await client.send_raw(payload[:2], 8)  # answer the close handshake
+        try:
+            extra = await client.frame()
+        except (EOFError, trio.BrokenResourceError, OSError):
+            extra = None
+    assert extra is None, f"a frame after the close frame: {extra!r}"
+    assert seqs == list(range(first, first + 200))
+
+
+async def test_stalled_client_is_cut_off_at_its_bound_and_others_get_everything(
+    start_hub: StartHub,
+) -> None:
+    limit = 256 * 1024
+    hub = await start_hub(outbox_limit=limit)
+    stalled = await raw_subscribed(hub, ["ctp.*"], rcvbuf=4096)  # then never reads
+    stalled_client = next(c for c in hub.hub.clients.values() if c.subs.patterns)
+    readers, events = 6, 400
+    got: dict[int, list[int]] = {i: [] for i in range(readers)}
+    frame_size = len(PAD) + 200
+    largest = 0
+
+    async def reader(i: int, ready: trio.Event) -> None:
+        client = await raw_subscribed(hub, ["ctp.*"])
+        ready.set()
+        while len(got[i]) < events:
+            got[i].append((await client.message())["data"]["i"])
+
+    with trio.fail_after(60):
+        async with trio.open_nursery() as nursery:
+            for i in range(readers):
+                ready = trio.Event()
+                nursery.start_soon(reader, i, ready)
+                await ready.wait()
+            for n in range(events):
+                hub.hub.publish("ctp.load", {"i": n, "pad": PAD})
+                largest = max(largest, stalled_client.outbox.queued_bytes)
+                await trio.sleep(0.001)
+    assert all(got[i] == list(range(events)) for i in range(readers))
+    assert stalled_client.close_code == 4008
+    assert hub.hub.stats.slow_consumers == 1
+    assert largest <= limit + frame_size  # bounded: the limit plus the frame that crossed it
+    # Reading again, the stalled client finds intact frames, then SLOW_CONSUMER, then 4008.
+    codes: list[str] = []
+    with trio.fail_after(20):
+        while True:
+            opcode, payload = await stalled.frame()
+            if opcode == 8:
+                break
+            msg = orjson.loads(payload)
+            if msg["type"] == "error":
+                codes.append(msg["code"])
+    assert codes == ["SLOW_CONSUMER"]
+    assert int.from_bytes(payload[:2], "big") == 4008
+
+
+async def test_client_gone_mid_backlog_does_not_disturb_others(start_hub: StartHub) -> None:
+    hub = await start_hub()
+    gone = await raw_subscribed(hub, ["ctp.*"], rcvbuf=4096)
+    stays = await raw_subscribed(hub, ["ctp.*"])
+    for n in range(50):
+        hub.hub.publish("ctp.load", {"i": n, "pad": PAD})
+    await gone.stream.aclose()  # with frames queued for it
+    seen: list[int] = []
+
+    async def read() -> None:
+        while len(seen) < 100:
+            seen.append((await stays.message())["data"]["i"])
+
+    with trio.fail_after(20):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(read)
+            for n in range(50, 100):
+                hub.hub.publish("ctp.load", {"i": n, "pad": PAD})
+                await trio.sleep(0.002)
+    assert seen == list(range(100))
+
+
+# -- the indexes give exactly what the plain filters give ---------------------------------------
+
+CODES = ["KJFK", "kjfk", "EGLL", "KLAX", "LFPG", "EDDF", "KBOS"]
+
+
+def _record(rng: random.Random) -> Any:
+    rec: dict[str, Any] = {"callsign": rng.choice(["DAL1", "BAW2", "AFR3", "dlh4"]),
+                           "latitude": rng.uniform(-80, 80), "longitude": rng.uniform(-170, 170),
+                           "current_artcc": rng.choice(["ZNY", "KZNY", "EGTT", "LFFF"])}
+    shape = rng.randrange(6)
+    if shape == 0:
+        rec["dep"], rec["arr"] = rng.choice(CODES), rng.choice([*CODES, None])
+    elif shape == 1:
+        rec["dep"] = rng.choice([*CODES, None, 5])
+    elif shape == 2:
+        rec["arr"] = rng.choice(CODES)
+    elif shape == 3:
+        rec["airport"] = rng.choice([*CODES, None])
+    elif shape == 4:
+        rec["dep"], rec["arr"] = rng.choice(CODES), rng.choice(CODES)
+    return rec  # shape 5: no airport attribute at all
+
+
+def _filter(rng: random.Random) -> Any:
+    raw: dict[str, Any] = {}
+    if rng.random() < 0.8:
+        raw["airports"] = rng.sample(CODES, rng.randrange(1, 3))
+    if rng.random() < 0.25:
+        raw["artccs"] = ["ZNY"]
+    if rng.random() < 0.2:
+        raw["callsign_prefix"] = ["DAL", "DLH"]
+    if rng.random() < 0.2:
+        raw["bbox"] = {"north": 60, "south": 0, "east": 50, "west": -100}
+    return compile_filter(raw or {"airports": ["KJFK"]})
+
+
+def test_position_index_slices_exactly_like_the_filters() -> None:
+    rng = random.Random(5)
+    for _ in range(300):
+        records = [_record(rng) for _ in range(rng.randrange(0, 60))]
+        index = PositionIndex(records)
+        route = tuple(_filter(rng) for _ in range(rng.randrange(1, 3)))
+        assert index.slice(route) == slice_records(route, records)
+
+
+def test_fast_route_accepts_exactly_like_the_filters() -> None:
+    rng = random.Random(6)
+    for _ in range(300):
+        subs = Subscriptions()
+        for pattern in rng.sample(["flight.*", "flight.departed", "tmi.*", "system.*"], 2):
+            subs.set((pattern,), _filter(rng) if rng.random() < 0.8 else compile_filter(None))
+        for etype in ("flight.departed", "flight.created", "tmi.issued", "system.heartbeat",
+                      "tmi.active"):
+            data = _record(rng)
+            fast = subs.fast_route(etype)
+            if fast is None or fast == ():
+                expected = fast is not None
+            elif isinstance(fast, frozenset):
+                keys = airport_keys(data)
+                passes = etype.startswith("system.") or etype == "tmi.active"
+                expected = passes or keys is None or not fast.isdisjoint(keys)
+            else:
+                expected = any(f.accepts(etype, data) for f in fast)
+            assert expected == subs.accepts(etype, data), (etype, data, subs.echo())
+
+
+async def test_stalled_client_memory_is_released_on_close(start_hub: StartHub) -> None:
+    hub = await start_hub(outbox_limit=64 * 1024)
+    stalled = await raw_subscribed(hub, ["ctp.*"], rcvbuf=4096)
+    client = next(iter(hub.hub.clients.values()))
+    for n in range(100):
+        hub.hub.publish("ctp.load", {"i": n, "pad": PAD})
+        assert client.outbox.queued_bytes <= 64 * 1024 + len(PAD) + 200
+    assert client.close_code == 4008
+    await stalled.stream.aclose()
+    with trio.fail_after(10):
+        while hub.hub.clients:
+            await trio.sleep(0.01)
+    assert client.outbox.queued_bytes == 0
