@@ -278,4 +278,4 @@ def render(state: TailState, now: float | None = None, height: int = 40) -> Rend
     tmi_lines = max(1, len(state.tmis)) + 2
     header_lines = 2 + len(state.notices)
     limit = max(1, height - header_lines - tmi_lines - 2)  # 1 table header, 1 spare
-    return Group(render_header(state, now), render_events(state, limit), render_tmis(state))
+    return Group(render_header(state, now), render_tmis(state), render_events(state, limit))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from swimctl import __version__
-from swimctl.cli import keys, record, replay, serve, tmi
+from swimctl.cli import keys, record, replay, serve, tail, tmi
 
 app = typer.Typer(
     name="swimctl",
@@ -33,6 +33,7 @@ def root(
 
 
 app.command("serve")(serve.serve)
+app.command("tail")(tail.tail)
 app.add_typer(keys.app, name="keys")
 app.command("replay")(replay.replay)
 app.command("record")(record.record)
