@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import os
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable
@@ -35,7 +36,14 @@ from swimctl.protocol import (
     encode_reply,
     error_reply,
 )
-from swimctl.session import ALL, PositionIndex, Subscriptions, airport_keys, slice_records
+from swimctl.session import (
+    ALL,
+    PositionIndex,
+    Subscriptions,
+    airport_keys,
+    routing_generation,
+    slice_records,
+)
 from swimctl.stream import EventStream, StreamEvent
 from swimctl.tmi import TmiBook, TmiError, validate_program
 from swimctl.transport import CONTROL, EVENT, Outbox
@@ -203,15 +211,14 @@ class Hub:
 
     def _fan_out(self, event: StreamEvent) -> None:
         frame, etype, data = event.frame, event.type, event.data
+        size = len(frame)
         # Every filter passes these (Filter.accepts). For the rest, a route made only of
         # airport filters is one set (fast_route), tested against the event's airports once.
         pass_all = etype.startswith("system.") or etype == "tmi.active"
         keys = None if pass_all else airport_keys(data)
+        write = os.write
         delivered = 0
-        for client in self.clients.values():
-            route = client.subs.fast_route(etype)
-            if route is None:
-                continue
+        for client, outbox, route in self._targets(etype):
             if route is not ALL and not pass_all:
                 if type(route) is frozenset:
                     if keys is not None and route.isdisjoint(keys):
@@ -220,9 +227,45 @@ class Hub:
                     continue
             delivered += 1
             client.messages_sent += 1
-            if not client.outbox.push(frame, EVENT):
+            if outbox.direct:
+                # Outbox.push's first step, inline: the shared frame straight to the socket.
+                try:
+                    sent = write(outbox.fd, frame)  # type: ignore[arg-type]
+                except BlockingIOError:
+                    sent = 0
+                except OSError:
+                    sent = -1  # push retries, meets the error and marks the outbox broken
+                if sent == size:
+                    outbox.bytes_sent += size
+                    outbox.frames_sent += 1
+                    continue
+                ok = outbox.wrote(frame, sent, EVENT) if sent >= 0 else outbox.push(frame, EVENT)
+            else:
+                ok = outbox.push(frame, EVENT)
+            if not ok:
                 self._slow_consumer(client)
         self.stats.deliveries += delivered
+
+    def _targets(self, etype: str) -> list[tuple[Client, Outbox, Any]]:
+        """(client, outbox, fast route) of every client subscribed to `etype`, in registry
+        order, cached until a client comes, goes or changes its subscriptions: fan-out then
+        skips unsubscribed clients and per-client route lookups."""
+        stamp = (routing_generation(), len(self.clients))
+        cache: dict[str, list[tuple[Client, Outbox, Any]]]
+        if getattr(self, "_target_stamp", None) == stamp:
+            cache = self._target_cache
+        else:
+            cache = self._target_cache = {}
+            self._target_stamp = stamp
+        targets = cache.get(etype)
+        if targets is None:
+            targets = []
+            for client in self.clients.values():
+                route = client.subs.fast_route(etype)
+                if route is not None:
+                    targets.append((client, client.outbox, route))
+            cache[etype] = targets
+        return targets
 
     def _fan_out_positions(self, event: StreamEvent) -> None:
         """Each client gets the positions its filters accept; each distinct slice is encoded

@@ -19,6 +19,19 @@ from swimctl.protocol import pattern_matches
 
 ALL: tuple[Filter, ...] = ()  # a route that accepts every event of the type
 
+_generation = 0  # bumped whenever any client's routing may have changed
+
+
+def routing_generation() -> int:
+    """Changes whenever any Subscriptions is created or changed: a cache of routes taken
+    across clients is valid while this (and the set of clients) stays the same."""
+    return _generation
+
+
+def _bump() -> None:
+    global _generation
+    _generation += 1
+
 
 @attrs.define
 class TokenBucket:
@@ -86,7 +99,11 @@ class Subscriptions:
         self._changed()
         return list(channels)
 
+    def __attrs_post_init__(self) -> None:
+        _bump()  # a new client (every Client makes its own Subscriptions)
+
     def _changed(self) -> None:
+        _bump()
         self._routes.clear()
         self._fast.clear()
         route = self.route("flight.positions")

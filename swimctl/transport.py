@@ -32,8 +32,8 @@ class Outbox:
     connections should cost what their sockets cost, not ~2 KiB of empty deques each.
     """
 
-    __slots__ = ("_chunks", "_drained", "_head_sent", "_kinds", "_wakeup", "accept_events",
-                 "broken", "bytes_sent", "fd", "frames_sent", "limit", "queued_bytes", "stream")
+    __slots__ = ("_accept", "_chunks", "_drained", "_head_sent", "_kinds", "_wakeup", "broken",
+                 "bytes_sent", "direct", "fd", "frames_sent", "limit", "queued_bytes", "stream")
 
     def __init__(self, stream: trio.abc.Stream, fd: int | None, limit: int) -> None:
         self.stream = stream
@@ -46,9 +46,25 @@ class Outbox:
         self.bytes_sent = 0
         self.frames_sent = 0
         self.broken = False
-        self.accept_events = True
+        self._accept = True
+        # True while an event may be written straight to the socket (plain TCP, open, taking
+        # events, nothing queued): fan-out reads this one flag instead of four.
+        self.direct = fd is not None
         self._wakeup = trio.Event()
         self._drained: trio.Event | None = None  # made when someone waits for a drain
+
+    @property
+    def accept_events(self) -> bool:
+        return self._accept
+
+    @accept_events.setter
+    def accept_events(self, value: bool) -> None:
+        self._accept = value
+        self._update_direct()
+
+    def _update_direct(self) -> None:
+        self.direct = (self.fd is not None and not self.broken and self._accept
+                       and not self._chunks)
 
     # -- producers ---------------------------------------------------------------------------
 
@@ -56,7 +72,7 @@ class Outbox:
         """Queue or write one whole chunk. False means the bound was passed (slow consumer)."""
         if self.broken:
             return True
-        if kind != CONTROL and not self.accept_events:
+        if kind != CONTROL and not self._accept:
             return True
         if not self._chunks and self.fd is not None:
             try:
@@ -66,18 +82,23 @@ class Outbox:
             except OSError:
                 self._break()
                 return True
-            self.bytes_sent += sent
-            if sent == len(data):
-                self.frames_sent += 1
-                return True
-            # A partly written chunk must go out whole (CONTROL: never dropped or replaced).
-            self._queue(data, CONTROL if sent else kind)
-            self._head_sent = sent
-            self.queued_bytes -= sent
-            return self.queued_bytes <= self.limit or kind == CONTROL
+            return self.wrote(data, sent, kind)
         if kind == POSITIONS and self._chunks:
             self._drop_queued_positions()
         self._queue(data, kind)
+        return self.queued_bytes <= self.limit or kind == CONTROL
+
+    def wrote(self, data: bytes, sent: int, kind: int) -> bool:
+        """Account a direct write of `sent` bytes of `data` (made by `push`, or inline by the
+        hub's fan-out while `direct`); queue the rest. Returns what `push` returns."""
+        self.bytes_sent += sent
+        if sent == len(data):
+            self.frames_sent += 1
+            return True
+        # A partly written chunk must go out whole (CONTROL: never dropped or replaced).
+        self._queue(data, CONTROL if sent else kind)
+        self._head_sent = sent
+        self.queued_bytes -= sent
         return self.queued_bytes <= self.limit or kind == CONTROL
 
     def _queue(self, data: bytes, kind: int) -> None:
@@ -87,6 +108,7 @@ class Outbox:
         self._chunks.append(data)
         self._kinds.append(kind)
         self.queued_bytes += len(data)
+        self.direct = False
         self._wakeup.set()
 
     def _drop_queued_positions(self) -> None:
@@ -103,6 +125,7 @@ class Outbox:
             keep_c.append(chunk)
             keep_k.append(kind)
         self._chunks, self._kinds = keep_c, keep_k
+        self._update_direct()
 
     def discard_backlog(self) -> None:
         """Drop every queued chunk except a partly written head (framing stays intact)."""
@@ -117,6 +140,7 @@ class Outbox:
 
     def _break(self) -> None:
         self.broken = True
+        self.direct = False
         if self._chunks is not None and self._kinds is not None:
             self._chunks.clear()
             self._kinds.clear()
@@ -132,6 +156,7 @@ class Outbox:
         """Drain the outbox in order; the only task that waits on this socket's writability."""
         while not self.broken:
             if not self._chunks:
+                self._update_direct()
                 if self._drained is not None:
                     self._drained.set()
                 if self._wakeup.is_set():
