@@ -88,9 +88,11 @@ async def record_events(
     stats.started = trio.current_time()
     writer = EventWriter(path)
     try:
-        async with connect(url, key, ca_file=ca_file) as client:
+        async with connect(url, key, ca_file=ca_file) as client, trio.open_nursery() as inner:
+            # Subscribe in the background and read items here: a fatal error (bad key) ends
+            # the item stream with the error, while a subscribe waiter might never wake.
+            inner.start_soon(lambda: client.subscribe(channels, **filters))
             with trio.move_on_after(duration if duration is not None else math.inf):
-                await client.subscribe(channels, **filters)
                 async for item in client:
                     if isinstance(item, Event):
                         if item.is_heartbeat and not heartbeats:
@@ -113,6 +115,7 @@ async def record_events(
                     elif isinstance(item, HubNotice):
                         stats.notices.append(f"{item.code}: {item.message}")
                         _say(f"hub: {item.code}: {item.message}", quiet)
+            inner.cancel_scope.cancel()
             await client.aclose()
     finally:
         writer.close()
