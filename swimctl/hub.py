@@ -52,6 +52,9 @@ from swimctl.wsframe import text_frame
 
 log = logging.getLogger("swimctl.hub")
 
+_Target = tuple["Client", Outbox, Any]  # (client, its outbox, its fast route for one type)
+_Targets = tuple[list[_Target], list[_Target], dict[str, list[_Target]]]
+
 
 @attrs.define(eq=False)
 class Client:
@@ -218,7 +221,16 @@ class Hub:
         keys = None if pass_all else airport_keys(data)
         write = os.write
         delivered = 0
-        for client, outbox, route in self._targets(etype):
+        everyone, general, by_airport = self._targets(etype)
+        if pass_all or keys is None or not by_airport:
+            targets = everyone
+        elif len(keys) == 1:
+            [code] = keys
+            targets = general + by_airport.get(code, [])
+        else:  # a client whose airports hold both dep and arr is listed under each: once
+            hits = {id(t[0]): t for code in keys for t in by_airport.get(code, ())}
+            targets = general + list(hits.values())
+        for client, outbox, route in targets:
             if route is not ALL and not pass_all:
                 if type(route) is frozenset:
                     if keys is not None and route.isdisjoint(keys):
@@ -246,26 +258,38 @@ class Hub:
                 self._slow_consumer(client)
         self.stats.deliveries += delivered
 
-    def _targets(self, etype: str) -> list[tuple[Client, Outbox, Any]]:
-        """(client, outbox, fast route) of every client subscribed to `etype`, in registry
-        order, cached until a client comes, goes or changes its subscriptions: fan-out then
-        skips unsubscribed clients and per-client route lookups."""
+    def _targets(self, etype: str) -> _Targets:
+        """Who is subscribed to `etype`, as (client, outbox, fast route): everyone, those
+        whose route is not airport-only, and the airport-only ones under each of their
+        airports. Cached until a client comes, goes or changes its subscriptions, so fan-out
+        skips unsubscribed clients, per-client route lookups, and airport filters that cannot
+        match. Clients reach the registry right after they are made (server.py), so a new
+        client always changes the routing generation after the cache was last built."""
         stamp = (routing_generation(), len(self.clients))
-        cache: dict[str, list[tuple[Client, Outbox, Any]]]
+        cache: dict[str, _Targets]
         if getattr(self, "_target_stamp", None) == stamp:
             cache = self._target_cache
         else:
             cache = self._target_cache = {}
             self._target_stamp = stamp
-        targets = cache.get(etype)
-        if targets is None:
-            targets = []
+        plan = cache.get(etype)
+        if plan is None:
+            everyone: list[_Target] = []
+            general: list[_Target] = []
+            by_airport: dict[str, list[_Target]] = {}
             for client in self.clients.values():
                 route = client.subs.fast_route(etype)
-                if route is not None:
-                    targets.append((client, client.outbox, route))
-            cache[etype] = targets
-        return targets
+                if route is None:
+                    continue
+                target = (client, client.outbox, route)
+                everyone.append(target)
+                if type(route) is frozenset:
+                    for code in route:
+                        by_airport.setdefault(code, []).append(target)
+                else:
+                    general.append(target)
+            plan = cache[etype] = (everyone, general, by_airport)
+        return plan
 
     def _fan_out_positions(self, event: StreamEvent) -> None:
         """Each client gets the positions its filters accept; each distinct slice is encoded

@@ -198,12 +198,22 @@ class PositionIndex:
             if not isinstance(rec, dict):
                 self.usable = False  # malformed batch: the plain scan decides, as before
                 return
-            keys = airport_keys(rec)
-            if keys is None:
+            # airport_keys(rec), inline: this loop runs over every position of every batch.
+            if "dep" in rec or "arr" in rec:
+                dep, arr = rec.get("dep"), rec.get("arr")
+                if isinstance(dep, str):
+                    dep = dep.upper()
+                    by_airport.setdefault(dep, []).append(i)
+                if isinstance(arr, str):
+                    arr = arr.upper()
+                    if arr != dep:
+                        by_airport.setdefault(arr, []).append(i)
+            elif "airport" in rec:
+                airport = rec.get("airport")
+                if isinstance(airport, str):
+                    by_airport.setdefault(airport.upper(), []).append(i)
+            else:
                 loose.append(i)
-                continue
-            for code in keys:
-                by_airport.setdefault(code, []).append(i)
         self.by_airport = by_airport
         self.loose = loose
 

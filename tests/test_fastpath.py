@@ -324,3 +324,54 @@ async def test_stalled_client_memory_is_released_on_close(start_hub: StartHub) -
         while hub.hub.clients:
             await trio.sleep(0.01)
     assert client.outbox.queued_bytes == 0
+
+
+async def test_airport_index_delivers_once_and_only_to_matching_clients(
+    start_hub: StartHub,
+) -> None:
+    """The per-type target index lists a client under each of its airports; an event whose
+    dep and arr are both among them still reaches it once."""
+    hub = await start_hub()
+    specs = {
+        "both": {"airports": ["KJFK", "KLAX"]},
+        "jfk": {"airports": ["kjfk"]},
+        "other": {"airports": ["EGLL"]},
+        "mixed": {"airports": ["KLAX"], "callsign_prefix": ["DAL"]},
+        "all": None,
+    }
+    clients: dict[str, RawClient] = {}
+    for name, flt in specs.items():
+        client = await RawClient.connect(hub)
+        assert (await client.message())["type"] == "connected"
+        body: dict[str, Any] = {"action": "subscribe", "channels": ["flight.*", "system.*"]}
+        if flt:
+            body["filters"] = flt
+        await client.send(body)
+        assert (await client.message())["type"] == "subscribed"
+        clients[name] = client
+    events = [
+        {"callsign": "DAL1", "dep": "KJFK", "arr": "KLAX"},
+        {"callsign": "UAL2", "dep": "KLAX", "arr": "KLAX"},
+        {"callsign": "BAW3", "dep": "EGLL", "arr": "KJFK"},
+        {"callsign": "AFR4", "dep": None, "arr": None},
+        {"callsign": "DLH5"},  # no airport attribute: airport filters do not test it
+    ]
+    for data in events:
+        hub.hub.publish("flight.departed", data)
+    hub.hub.publish("system.mark", {})
+    expected = {
+        "both": ["DAL1", "UAL2", "BAW3", "DLH5"],
+        "jfk": ["DAL1", "BAW3", "DLH5"],
+        "other": ["BAW3", "DLH5"],
+        "mixed": ["DAL1"],
+        "all": ["DAL1", "UAL2", "BAW3", "AFR4", "DLH5"],
+    }
+    with trio.fail_after(10):
+        for name, client in clients.items():
+            seen: list[str] = []
+            while True:
+                msg = await client.message()
+                if msg["type"] == "system.mark":
+                    break
+                seen.append(msg["data"]["callsign"])
+            assert seen == expected[name], name
