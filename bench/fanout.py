@@ -67,11 +67,14 @@ def pct(values: list[float] | array, q: float) -> float:
 class Side:
     """One server (hub or peer) and the load-generator processes connected to it."""
 
-    def __init__(self, kind: str, n: int, procs: int) -> None:
+    def __init__(self, kind: str, n: int, procs: int, pin: bool) -> None:
         self.kind, self.n = kind, n
         self.pipe, child = CTX.Pipe()
         target = hub_main if kind == "hub" else peer_main
-        self.proc = CTX.Process(target=target, args=(child,), daemon=True)
+        cpus = sorted(os.sched_getaffinity(0))
+        server_cpus = {cpus[0]} if pin and len(cpus) > 1 else None
+        client_cpus = set(cpus[1:]) if server_cpus else None
+        self.proc = CTX.Process(target=target, args=(child, server_cpus), daemon=True)
         self.proc.start()
         tag, info = self.pipe.recv()
         assert tag == "ready", tag
@@ -80,7 +83,8 @@ class Side:
         for _ in range(procs):
             parent, child = CTX.Pipe()
             proc = CTX.Process(target=client_main,
-                               args=(child, "127.0.0.1", self.port, self.key), daemon=True)
+                               args=(child, "127.0.0.1", self.port, self.key, client_cpus),
+                               daemon=True)
             proc.start()
             self.clients.append((parent, proc))
         self.shares = [list(range(i, n, procs)) for i in range(procs)]
@@ -193,13 +197,13 @@ def plan(n: int, full: bool) -> list[tuple[str, dict[str, Any], int]]:
     return steps
 
 
-def run(ns: list[int], reps: int, full: bool, budget: float) -> dict[str, Any]:
+def run(ns: list[int], reps: int, full: bool, budget: float, pin: bool) -> dict[str, Any]:
     raise_nofile()
     deadline = time.monotonic() + budget
     results: dict[str, Any] = {"runs": [], "idle": [], "started": time.time(),
                                "host": platform.node(), "python": platform.python_version(),
-                               "cpus": os.cpu_count(), "reps": reps, "mode": "full" if full
-                               else "quick"}
+                               "cpus": os.cpu_count(), "reps": reps, "pinned": pin,
+                               "mode": "full" if full else "quick"}
     phase = 0
     for n in ns:
         if time.monotonic() > deadline:
@@ -209,7 +213,7 @@ def run(ns: list[int], reps: int, full: bool, budget: float) -> dict[str, Any]:
         sides = {}
         try:
             for kind in ("hub", "peer"):
-                sides[kind] = Side(kind, n, procs)
+                sides[kind] = Side(kind, n, procs, pin)
                 idle = {"side": kind, "n": n, **sides[kind].connect()}
                 results["idle"].append(idle)
                 print(f"N={n:>6} {kind:4} connected in {idle['connect_s']:.1f}s, idle "
@@ -290,7 +294,8 @@ def markdown(results: dict[str, Any]) -> str:
         f"# Fan-out benchmark ({results['mode']}, {results['reps']} repetition(s), medians)",
         "",
         f"{time.strftime('%Y-%m-%d %H:%M:%S', time.gmtime(results['started']))} UTC, "
-        f"Python {results['python']}, {results['cpus']} CPUs. Frames out of order or "
+        f"Python {results['python']}, {results['cpus']} CPUs, server pinned to its own CPU: "
+        f"{results['pinned']}. Frames out of order or "
         f"unparsable: {errors}; phases where an unfiltered client missed an event: "
         f"{incomplete}.",
         "",
@@ -312,11 +317,14 @@ def main() -> None:
     parser.add_argument("--n", type=int, nargs="+", default=[100, 1000, 10000])
     parser.add_argument("--budget", type=float, help="seconds before remaining N are skipped")
     parser.add_argument("--out", default=str(HERE / "results"))
+    parser.add_argument("--pin", action="store_true",
+                        help="pin the server to CPU 0 and the load generators to the rest (on a "
+                        "shared 2-core box this made every figure worse: off by default)")
     args = parser.parse_args()
     full = not args.quick
     reps = args.reps or (3 if full else 1)
     budget = args.budget or (600.0 if full else 150.0)
-    results = run(args.n, reps, full, budget)
+    results = run(args.n, reps, full, budget, args.pin)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime(results["started"]))

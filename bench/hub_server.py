@@ -114,9 +114,10 @@ async def _main(pipe: Connection) -> None:
         nursery.cancel_scope.cancel()
 
 
-def hub_main(pipe: Connection) -> None:
+def hub_main(pipe: Connection, cpus: set[int] | None = None) -> None:
     """Entry point of the hub process."""
-    from loadgen import raise_nofile
+    from loadgen import pin, raise_nofile
 
+    pin(cpus)
     raise_nofile()
     trio.run(_main, pipe)

@@ -31,6 +31,13 @@ def raise_nofile() -> None:
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
+def pin(cpus: set[int] | None) -> None:
+    """Keep this process on `cpus`: the server gets a core of its own, the load generators
+    the rest, so fan-out times measure the server rather than the scheduler."""
+    if cpus:
+        os.sched_setaffinity(0, cpus)
+
+
 def client_frame(payload: bytes, opcode: int = 1) -> bytes:
     """A masked client frame with a zero mask key (legal, and the payload needs no XOR)."""
     n = len(payload)
@@ -276,8 +283,10 @@ class LoadGen:
             self.poll(0.05)
 
 
-def client_main(pipe: Connection, host: str, port: int, key: str) -> None:
+def client_main(pipe: Connection, host: str, port: int, key: str,
+                cpus: set[int] | None = None) -> None:
     """Entry point of one load-generator process."""
+    pin(cpus)
     raise_nofile()
     # The harness must not steal the server's CPU: on a 2-core box, clients at nice 10 make
     # fan-out wall times (and latency) reflect the server, not the scheduler.

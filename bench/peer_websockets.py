@@ -156,10 +156,11 @@ async def _main(pipe: Connection) -> None:
         await _control(pipe, peer, port)
 
 
-def peer_main(pipe: Connection) -> None:
+def peer_main(pipe: Connection, cpus: set[int] | None = None) -> None:
     """Entry point of the peer process."""
-    from loadgen import raise_nofile
+    from loadgen import pin, raise_nofile
 
+    pin(cpus)
     raise_nofile()
     logging.getLogger("websockets").setLevel(logging.CRITICAL)
     asyncio.run(_main(pipe))
