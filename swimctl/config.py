@@ -24,6 +24,10 @@ class HubConfig:
     max_message_bytes: int = 64 * 1024
     rate_per_second: float = 10.0
     rate_burst: int = 20
+    # System-tier keys belong to the operator's own publishers (replay, TMI tools, bridges):
+    # they may publish at feed speed; everyone else gets the protocol's 10/s.
+    system_rate_per_second: float = 2000.0
+    system_rate_burst: int = 4000
     # Protocol violations tolerated inside `violation_window` seconds before close 4003.
     violation_limit: int = 20
     violation_window: float = 60.0

@@ -137,6 +137,18 @@ def _request_id(obj: dict[str, Any]) -> Any:
     return MISSING  # ids are JSON scalars; a structured one is not echoed
 
 
+def request_id_of(raw: str | bytes) -> Any:
+    """The `id` of a message we will not process (rate limited), so the error still echoes
+    it; MISSING when there is none to find."""
+    if isinstance(raw, bytes) or len(raw) > 65536:
+        return MISSING
+    try:
+        obj = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return MISSING
+    return _request_id(obj) if isinstance(obj, dict) else MISSING
+
+
 def _channels(obj: dict[str, Any], rid: Any, *, required: bool) -> tuple[str, ...] | None:
     value = obj.get("channels")
     if value is None or value == []:

@@ -39,6 +39,7 @@ from swimctl.protocol import (
     error_reply,
     parse_request,
     pong_reply,
+    request_id_of,
 )
 from swimctl.session import TokenBucket, ViolationWindow
 from swimctl.transport import Outbox, OutboxStream
@@ -194,7 +195,11 @@ class HubServer:
             done.set()
 
     async def _read_loop(self, client: Client, ws: WebSocketConnection) -> None:
-        bucket = TokenBucket(self.config.rate_per_second, self.config.rate_burst)
+        if client.tier == "system":
+            bucket = TokenBucket(self.config.system_rate_per_second,
+                                 self.config.system_rate_burst)
+        else:
+            bucket = TokenBucket(self.config.rate_per_second, self.config.rate_burst)
         strikes = ViolationWindow(self.config.violation_limit, self.config.violation_window)
         while True:
             try:
@@ -213,7 +218,8 @@ class HubServer:
     def _handle(self, client: Client, message: str | bytes, bucket: TokenBucket) -> bytes | None:
         """Answer one client message; returns an error reply, or None when all went well."""
         if not bucket.take():
-            return error_reply(RATE_LIMITED, "over 10 messages per second; slow down")
+            return error_reply(RATE_LIMITED, "over the message rate limit; slow down",
+                               request_id_of(message))
         limit = self.config.max_message_bytes
         size = len(message)
         if size > limit or (isinstance(message, str) and size * 4 > limit

@@ -95,6 +95,8 @@ async def run_service(opts: ServeOptions, *, task_status: Any = trio.TASK_STATUS
         else None
     server = HubServer(hub, auth, config, tls)
     async with trio.open_nursery() as nursery:
+        if opts.handle_signals:  # before anything else, so no signal finds us without it
+            nursery.start_soon(_watch_signals, hub, nursery.cancel_scope)
         url = await nursery.start(server.serve)
         log.info("listening on %s", url)
         handle = ServiceHandle(url=url, hub=hub, server=server, auth=auth,
@@ -116,8 +118,6 @@ async def run_service(opts: ServeOptions, *, task_status: Any = trio.TASK_STATUS
             from swimctl.recorder import run_recorder
 
             await nursery.start(run_recorder, hub, opts.record_dir)
-        if opts.handle_signals:
-            nursery.start_soon(_watch_signals, hub, nursery.cancel_scope)
         task_status.started(handle)
 
 

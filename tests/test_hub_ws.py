@@ -512,3 +512,19 @@ async def test_revoked_key_is_closed_4001_while_connected(start_hub: StartHub) -
                 await recv(ws)
         assert info.value.reason.code == 4001
         assert (await request(other, {"action": "ping"}))["type"] == "pong"
+
+
+async def test_rate_limited_echoes_id_and_system_publishers_get_a_higher_rate(
+    hub: Harness,
+) -> None:
+    async with hub.connect("developer") as ws:
+        for i in range(25):
+            await ws.send_message(orjson.dumps({"action": "ping", "id": i}).decode())
+        replies = [await recv(ws) for _ in range(25)]
+        limited = [r for r in replies if r.get("code") == "RATE_LIMITED"]
+        assert limited and all(isinstance(r["id"], int) for r in limited)
+    async with hub.connect("system") as ws:
+        for i in range(200):
+            await ws.send_message(orjson.dumps({"action": "ping", "id": i}).decode())
+        replies = [await recv(ws) for _ in range(200)]
+        assert [r["type"] for r in replies] == ["pong"] * 200

@@ -49,3 +49,10 @@ def parse_duration(text: str) -> dt.timedelta:
     if seconds > _DURATION_MAX.total_seconds():
         raise ValueError(f"invalid duration {text!r}: longer than 100 years")
     return dt.timedelta(seconds=seconds)
+
+
+def leaf_exceptions(exc: BaseException) -> list[BaseException]:
+    """The real errors inside (nested) exception groups, as trio nurseries raise them."""
+    if isinstance(exc, BaseExceptionGroup):
+        return [leaf for sub in exc.exceptions for leaf in leaf_exceptions(sub)]
+    return [exc]

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import ssl
+
 import trio
 import typer
 
-from swimctl.cli.common import DbOption, fail, resolve_db
+from swimctl.cli.common import DbOption, fail, leaf_exceptions, resolve_db
 from swimctl.config import DEFAULT_PORT, HubConfig
 from swimctl.keystore import DEFAULT_TIER_CAPS
 from swimctl.logs import setup_logging
@@ -79,7 +81,13 @@ def serve(
     )
     try:
         trio.run(run_service, options)
-    except OSError as exc:
-        fail(f"cannot serve on {host}:{port}: {exc.strerror or exc}")
-    except KeyboardInterrupt:
-        pass
+    except BaseException as exc:
+        leaves = leaf_exceptions(exc)
+        if all(isinstance(e, KeyboardInterrupt) for e in leaves):
+            return
+        for leaf in leaves:
+            if isinstance(leaf, OSError) and leaf.errno is not None:
+                fail(f"cannot serve on {host}:{port}: {leaf.strerror or leaf}")
+            if isinstance(leaf, ssl.SSLError | FileNotFoundError):
+                fail(f"TLS: {leaf}")
+        raise

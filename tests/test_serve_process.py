@@ -1,0 +1,117 @@
+"""`swimctl serve` as a real process: first log line, signals, bad flags, events file."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import orjson
+import pytest
+import trio
+from trio_websocket import ConnectionClosed, open_websocket_url
+
+SWIMCTL = [sys.executable, "-m", "swimctl"]
+URL_LINE = re.compile(r"listening on (ws://\S+)")
+
+
+def make_key(db: str, tier: str = "developer") -> str:
+    out = subprocess.run([*SWIMCTL, "keys", "create", "--tier", tier, "--owner", "t", "--json",
+                          "--db", db], capture_output=True, text=True, check=True)
+    return orjson.loads(out.stdout)["api_key"]
+
+
+@contextmanager
+def serve(db: str, *args: str) -> Iterator[tuple[subprocess.Popen[str], str]]:
+    env = {**os.environ, "SWIM_DB": db}
+    proc = subprocess.Popen([*SWIMCTL, "serve", "--port", "0", *args], env=env,
+                            stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
+    try:
+        assert proc.stderr is not None
+        deadline = time.monotonic() + 15
+        url = None
+        first = proc.stderr.readline()
+        match = URL_LINE.search(first)
+        while match is None and time.monotonic() < deadline and first:
+            first = proc.stderr.readline()
+            match = URL_LINE.search(first)
+        assert match, f"no listening line, got {first!r}"
+        url = match.group(1)
+        yield proc, url
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait(5)
+
+
+async def test_sigterm_closes_every_client_with_1001_and_exits_0(tmp_path: Path) -> None:
+    db = f"sqlite:///{tmp_path}/keys.db"
+    key = make_key(db)
+    with serve(db) as (proc, url):
+        assert url.startswith("ws://127.0.0.1:") and url.endswith("/api/swim/v1/ws")
+        codes: list[int] = []
+
+        async def client(ready: trio.Event) -> None:
+            async with open_websocket_url(url, extra_headers=[(b"X-SWIM-API-Key",
+                                                               key.encode())]) as ws:
+                await ws.get_message()
+                ready.set()
+                try:
+                    while True:
+                        await ws.get_message()
+                except ConnectionClosed as exc:
+                    codes.append(exc.reason.code)
+
+        with trio.fail_after(10):
+            async with trio.open_nursery() as nursery:
+                readies = [trio.Event() for _ in range(3)]
+                for ready in readies:
+                    nursery.start_soon(client, ready)
+                for ready in readies:
+                    await ready.wait()
+                started = time.monotonic()
+                proc.send_signal(signal.SIGTERM)
+        code = await trio.to_thread.run_sync(proc.wait, 5)
+        elapsed = time.monotonic() - started
+    assert codes == [1001, 1001, 1001]
+    assert code == 0 and elapsed < 2.0
+
+
+def test_sigint_with_no_clients_exits_0(tmp_path: Path) -> None:
+    with serve(f"sqlite:///{tmp_path}/keys.db") as (proc, _):
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(5) == 0
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["--log-level", "loud"], "--log-level"),
+        (["--tier-limit", "gold=3"], "--tier-limit"),
+        (["--tls-cert", "x.pem"], "--tls-key"),
+        (["--port", "notaport"], "--port"),
+    ],
+)
+def test_bad_flags_get_a_clear_error_not_a_traceback(args: list[str], needle: str) -> None:
+    out = subprocess.run([*SWIMCTL, "serve", *args], capture_output=True, text=True, timeout=20)
+    assert out.returncode != 0
+    assert needle in out.stderr and "Traceback" not in out.stderr
+
+
+def test_port_in_use_is_one_clear_line(tmp_path: Path) -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen()
+        port = sock.getsockname()[1]
+        out = subprocess.run([*SWIMCTL, "serve", "--port", str(port), "--db",
+                              f"sqlite:///{tmp_path}/k.db"], capture_output=True, text=True,
+                             timeout=20)
+    assert out.returncode == 1 and "Traceback" not in out.stderr
+    assert f"cannot serve on 127.0.0.1:{port}" in out.stderr
