@@ -113,7 +113,7 @@ async def run_service(opts: ServeOptions, *, task_status: Any = trio.TASK_STATUS
         if opts.feed:
             from swimctl.sources.feed import run_feed
 
-            nursery.start_soon(run_feed, hub, opts.feed, opts.feed_interval, opts.feed_loop)
+            await nursery.start(run_feed, hub, opts.feed, opts.feed_interval, opts.feed_loop)
         if opts.record_dir:
             from swimctl.recorder import run_recorder
 
