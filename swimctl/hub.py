@@ -8,6 +8,7 @@ can never fall between history and live delivery.
 
 from __future__ import annotations
 
+import bisect
 import datetime as dt
 import logging
 import os
@@ -80,9 +81,31 @@ class Client:
             self.close_requested.set()
 
 
+FANOUT_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
+                  0.25, 0.5, 1.0)
+
+
+@attrs.define
+class Histogram:
+    """Cumulative-bucket histogram kept by the hub itself, read by the metrics exporter."""
+
+    bounds: tuple[float, ...] = FANOUT_BUCKETS
+    counts: list[int] = attrs.field(factory=lambda: [0] * (len(FANOUT_BUCKETS) + 1))
+    total: float = 0.0
+    count: int = 0
+
+    def observe(self, value: float) -> None:
+        self.counts[bisect.bisect_left(self.bounds, value)] += 1
+        self.total += value
+        self.count += 1
+
+
 @attrs.define
 class HubStats:
     """Counters the status reply, logs and metrics read."""
+
+    fanout: Histogram = attrs.field(factory=Histogram)
+    bytes_sent_closed: int = 0  # bytes sent by connections that have gone
 
     events: Counter[str] = attrs.field(factory=Counter)
     deliveries: int = 0
@@ -137,6 +160,7 @@ class Hub:
     def remove(self, client: Client) -> None:
         if self.clients.pop(client.client_id, None) is None:
             return
+        self.stats.bytes_sent_closed += client.outbox.bytes_sent
         peers = self.by_key.get(client.key_id)
         if peers is not None:
             peers.discard(client)
@@ -205,7 +229,9 @@ class Hub:
             self._fan_out_positions(event)
         else:
             self._fan_out(event)
-        self.stats.fanout_seconds.append(time.perf_counter() - started)
+        elapsed = time.perf_counter() - started
+        self.stats.fanout.observe(elapsed)
+        self.stats.fanout_seconds.append(elapsed)
         if len(self.stats.fanout_seconds) > 10_000:
             del self.stats.fanout_seconds[:5_000]
         for hook in self.on_event:
