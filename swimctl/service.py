@@ -34,6 +34,7 @@ class ServeOptions:
     metrics_port: int | None = None
     handle_signals: bool = False
     load_geography: bool = True
+    on_ready: Callable[[ServiceHandle], None] | None = None
 
 
 @attrs.define
@@ -114,11 +115,18 @@ async def run_service(opts: ServeOptions, *, task_status: Any = trio.TASK_STATUS
             from swimctl.sources.feed import run_feed
 
             await nursery.start(run_feed, hub, opts.feed, opts.feed_interval, opts.feed_loop)
+        if opts.metrics_port is not None:
+            from swimctl.metrics import MetricsServer
+
+            metrics = MetricsServer(hub, auth, config.host, opts.metrics_port)
+            handle.extras["metrics_url"] = await nursery.start(metrics.serve)
         if opts.record_dir:
             from swimctl.recorder import run_recorder
 
             await nursery.start(run_recorder, hub, opts.record_dir)
         task_status.started(handle)
+        if opts.on_ready is not None:
+            opts.on_ready(handle)
 
 
 async def _watch_signals(hub: Hub, scope: trio.CancelScope) -> None:

@@ -9,9 +9,10 @@ import typer
 
 from swimctl.cli.common import DbOption, fail, leaf_exceptions, resolve_db
 from swimctl.config import DEFAULT_PORT, HubConfig
+from swimctl.demo import DEMO_FEED_INTERVAL, banner, issue_sample_ground_stop, prepare_demo
 from swimctl.keystore import DEFAULT_TIER_CAPS
 from swimctl.logs import setup_logging
-from swimctl.service import ServeOptions, run_service
+from swimctl.service import ServeOptions, ServiceHandle, run_service
 
 
 def parse_tier_caps(values: list[str]) -> dict[str, int]:
@@ -54,6 +55,11 @@ def serve(
                                help="Write the whole stream to hourly files in this directory."),
     tls_cert: str = typer.Option(None, envvar="SWIM_TLS_CERT", help="PEM certificate (wss://)."),
     tls_key: str = typer.Option(None, envvar="SWIM_TLS_KEY", help="PEM private key."),
+    metrics_port: int = typer.Option(None, envvar="SWIM_METRICS_PORT", min=0,
+                                     help="Serve Prometheus /metrics and /healthz on this port."),
+    demo: bool = typer.Option(False, "--demo", envvar="SWIM_DEMO",
+                              help="No setup, no network: a temporary key store, a demo key, "
+                              "recorded VATSIM traffic in a loop and a sample ground stop."),
     log_level: str = typer.Option("info", envvar="SWIM_LOG_LEVEL",
                                   help="debug, info, warning or error."),
     log_format: str = typer.Option("text", envvar="SWIM_LOG_FORMAT", help="text or json."),
@@ -70,6 +76,20 @@ def serve(
     except ValueError as exc:
         fail(str(exc))
     setup_logging(log_level, log_format)
+    on_ready = None
+    setup = None
+    if demo:
+        setup = prepare_demo()
+        db = setup.db_url
+        feed = feed or setup.feed_dir
+        feed_loop = True
+        if feed_interval == 15.0:
+            feed_interval = DEMO_FEED_INTERVAL
+
+        def on_ready(handle: ServiceHandle) -> None:
+            issue_sample_ground_stop(handle.hub)
+            typer.echo(banner(handle.url, setup.api_key))
+
     config = HubConfig(
         host=host, port=port, db_url=resolve_db(db), heartbeat_interval=heartbeat,
         history_size=history_size, history_age=history_age, tier_caps=caps,
@@ -78,6 +98,7 @@ def serve(
     options = ServeOptions(
         config=config, events_file=events_file, feed=feed, feed_interval=feed_interval,
         feed_loop=feed_loop, record_dir=record, handle_signals=True,
+        metrics_port=metrics_port, on_ready=on_ready,
     )
     try:
         trio.run(run_service, options)
@@ -91,3 +112,6 @@ def serve(
             if isinstance(leaf, ssl.SSLError | FileNotFoundError):
                 fail(f"TLS: {leaf}")
         raise
+    finally:
+        if setup is not None:
+            setup.workdir.cleanup()
