@@ -1,0 +1,1 @@
+complete --command swimctl --no-files --arguments "(env _SWIMCTL_COMPLETE=complete_fish _TYPER_COMPLETE_FISH_ACTION=get-args _TYPER_COMPLETE_ARGS=(commandline -cp) swimctl)" --condition "env _SWIMCTL_COMPLETE=complete_fish _TYPER_COMPLETE_FISH_ACTION=is-args _TYPER_COMPLETE_ARGS=(commandline -cp) swimctl"
