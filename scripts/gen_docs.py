@@ -106,6 +106,20 @@ def is_option(param: Any) -> bool:
     return getattr(param, "param_type_name", "") == "option"
 
 
+def _stable(names: list[str]) -> list[str]:
+    # click keeps the help option's names in a set: order long names first, then by name.
+    return sorted(names, key=lambda n: (not n.startswith("--"), n))
+
+
+def option_names(param: Any) -> list[str]:
+    """All the option's names in a stable order: the primary ones, then the secondary."""
+    return _stable(list(param.opts)) + _stable(list(getattr(param, "secondary_opts", [])))
+
+
+def primary_name(param: Any) -> str:
+    return option_names(param)[0]
+
+
 def envvars(param: Any) -> list[str]:
     env = getattr(param, "envvar", None)
     if env is None:
@@ -228,7 +242,7 @@ def synopsis(node: Node) -> str:
 
 
 def option_entry(param: Any, ctx: Any) -> list[str]:
-    names = [*param.opts, *getattr(param, "secondary_opts", [])]
+    names = option_names(param)
     head = ", ".join(bold(n) for n in names)
     if not getattr(param, "is_flag", False) and not getattr(param, "count", False):
         head += " " + italic(type_label(param, ctx))
@@ -309,7 +323,7 @@ def env_index(root: Node) -> dict[str, list[tuple[str, str]]]:
     for node in walk(root):
         for p in params(node):
             for env in envvars(p):
-                index.setdefault(env, []).append((node.name, p.opts[0]))
+                index.setdefault(env, []).append((node.name, primary_name(p)))
     return dict(sorted(index.items()))
 
 

@@ -1,0 +1,257 @@
+"""The completions and the man page are generated from the CLI; the committed copies must match.
+
+Also: every option of every command can be set from a SWIM_* environment variable, except the
+ones where that makes no sense (help, version, completion, output-format flags) and a
+documented allow-list of options that still lack one.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import subprocess
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+SCRIPT = ROOT / "scripts" / "gen_docs.py"
+# What the `swimctl` console script runs; argv[0] decides the prog name and so the complete var.
+CONSOLE_SCRIPT = "import sys; sys.argv[0] = 'swimctl'; from swimctl.cli.app import main; main()"
+REGENERATE = "run `python scripts/gen_docs.py` and commit the result"
+
+
+def _load_gen_docs() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("gen_docs", SCRIPT)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules.setdefault("gen_docs", module)
+    spec.loader.exec_module(module)
+    return module
+
+
+gen_docs = _load_gen_docs()
+
+
+# ----------------------------------------------------------------------------- staleness
+
+
+def test_committed_files_are_up_to_date(tmp_path: Path) -> None:
+    written = gen_docs.write(tmp_path)
+    assert [p.relative_to(tmp_path).as_posix() for p in written] == list(gen_docs.OUTPUTS)
+    stale = []
+    for rel in gen_docs.OUTPUTS:
+        committed = ROOT / rel
+        fresh = (tmp_path / rel).read_text(encoding="utf-8")
+        if not committed.is_file() or committed.read_text(encoding="utf-8") != fresh:
+            stale.append(rel)
+    assert not stale, f"generated files are stale: {', '.join(stale)}; {REGENERATE}"
+
+
+def test_generation_is_deterministic() -> None:
+    assert gen_docs.generate() == gen_docs.generate()
+
+
+def test_script_runs_and_check_mode(tmp_path: Path) -> None:
+    # Different hash seeds: nothing may depend on set or dict-of-hash ordering.
+    run = subprocess.run(
+        [sys.executable, str(SCRIPT), "--out", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "PYTHONHASHSEED": "1"},
+    )
+    assert run.returncode == 0, run.stderr
+    check = subprocess.run(
+        [sys.executable, str(SCRIPT), "--out", str(tmp_path), "--check"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "PYTHONHASHSEED": "2"},
+    )
+    assert check.returncode == 0, check.stderr
+    (tmp_path / "man" / "swimctl.1").write_text("stale\n")
+    check = subprocess.run(
+        [sys.executable, str(SCRIPT), "--out", str(tmp_path), "--check"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert check.returncode == 1
+    assert "man/swimctl.1" in check.stderr and "gen_docs.py" in check.stderr
+
+
+# ----------------------------------------------------------------------------- content
+
+
+@pytest.mark.parametrize("shell", gen_docs.SHELLS)
+def test_completion_scripts_call_back_into_swimctl(shell: str) -> None:
+    text = gen_docs.completion_script(shell)
+    assert "_SWIMCTL_COMPLETE=complete_" + shell in text
+    assert "swimctl" in text
+    assert text.endswith("\n") and not text.endswith("\n\n")
+
+
+def test_bash_completion_round_trip() -> None:
+    """What the bash script does at completion time: call swimctl with the complete var set."""
+    env = {
+        "_SWIMCTL_COMPLETE": "complete_bash",
+        "COMP_WORDS": "swimctl serve --hea",
+        "COMP_CWORD": "2",
+    }
+    run = subprocess.run(
+        [sys.executable, "-c", CONSOLE_SCRIPT],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**_base_env(), **env},
+    )
+    assert "--heartbeat" in run.stdout.split(), (run.stdout, run.stderr)
+
+
+def _base_env() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if not k.startswith("SWIM_")}
+
+
+def test_man_page_covers_every_command_and_option() -> None:
+    man = gen_docs.generate()["man/swimctl.1"]
+    for section in (
+        "NAME",
+        "SYNOPSIS",
+        "DESCRIPTION",
+        "ENVIRONMENT",
+        "FILES",
+        "EXIT STATUS",
+        "SEE ALSO",
+    ):
+        assert f"\n.SH {section}\n" in man, section
+    root = gen_docs.command_tree()
+    for node in gen_docs.walk(root):
+        if len(node.path) > 1:
+            assert f'.SH "{gen_docs.roff(node.name.upper())}"' in man, node.name
+        for param in gen_docs.params(node):
+            if gen_docs.is_option(param):
+                for opt in param.opts:
+                    assert gen_docs.bold(opt) in man, (node.name, opt)
+            for env in gen_docs.envvars(param):
+                assert gen_docs.bold(env) in man, env
+
+
+# ----------------------------------------------------------------------------- env vars
+
+#: Options where an environment variable makes no sense: they ask for help, the version or
+#: shell-completion setup, or choose the output format of one invocation.
+NO_ENV_BY_DESIGN: frozenset[str] = frozenset(
+    {"--help", "--version", "--install-completion", "--show-completion", "--json"}
+)
+
+#: Options that still lack a SWIM_* env var. Shrink this list as commands gain env vars;
+#: the test fails both when an option is missing from it and when an entry is obsolete.
+ALLOWED_WITHOUT_ENV: frozenset[tuple[str, str]] = frozenset(
+    {
+        # tail
+        ("swimctl tail", "--airport"),
+        ("swimctl tail", "--artcc"),
+        ("swimctl tail", "--callsign-prefix"),
+        ("swimctl tail", "--bbox"),
+        ("swimctl tail", "--events"),
+        ("swimctl tail", "--positions"),
+        ("swimctl tail", "--ca-file"),
+        # replay
+        ("swimctl replay", "--speed"),
+        ("swimctl replay", "--from"),
+        ("swimctl replay", "--until"),
+        ("swimctl replay", "--loop"),
+        ("swimctl replay", "--stdout"),
+        ("swimctl replay", "--to"),
+        ("swimctl replay", "--ca-file"),
+        ("swimctl replay", "--max-rate"),
+        ("swimctl replay", "--progress"),
+        # record
+        ("swimctl record", "--airport"),
+        ("swimctl record", "--artcc"),
+        ("swimctl record", "--callsign-prefix"),
+        ("swimctl record", "--bbox"),
+        ("swimctl record", "--events"),
+        ("swimctl record", "--positions"),
+        ("swimctl record", "--heartbeats"),
+        ("swimctl record", "--duration"),
+        ("swimctl record", "--count"),
+        ("swimctl record", "--ca-file"),
+        ("swimctl record", "--quiet"),
+        # keys
+        ("swimctl keys create", "--tier"),
+        ("swimctl keys create", "--owner"),
+        ("swimctl keys create", "--email"),
+        ("swimctl keys create", "--description"),
+        ("swimctl keys create", "--expires-in"),
+        ("swimctl keys create", "--expires-at"),
+        ("swimctl keys list", "--all"),
+        ("swimctl keys rotate", "--expires-in"),
+        ("swimctl keys rotate", "--expires-at"),
+        ("swimctl keys rotate", "--no-expiry"),
+        # tmi
+        ("swimctl tmi issue", "--type"),
+        ("swimctl tmi issue", "--airport"),
+        ("swimctl tmi issue", "--until"),
+        ("swimctl tmi issue", "--start"),
+        ("swimctl tmi issue", "--reason"),
+        ("swimctl tmi issue", "--rate"),
+        ("swimctl tmi issue", "--avg-delay"),
+        ("swimctl tmi issue", "--max-delay"),
+        ("swimctl tmi issue", "--scope"),
+        ("swimctl tmi issue", "--id"),
+        ("swimctl tmi issue", "--ca-file"),
+        ("swimctl tmi modify", "--until"),
+        ("swimctl tmi modify", "--rate"),
+        ("swimctl tmi modify", "--reason"),
+        ("swimctl tmi modify", "--scope"),
+        ("swimctl tmi modify", "--ca-file"),
+        ("swimctl tmi release", "--reason"),
+        ("swimctl tmi release", "--ca-file"),
+        ("swimctl tmi list", "--airport"),
+        ("swimctl tmi list", "--ca-file"),
+    }
+)
+
+
+def _options_without_swim_env() -> tuple[set[tuple[str, str]], list[str]]:
+    missing: set[tuple[str, str]] = set()
+    wrong_prefix: list[str] = []
+    for node in gen_docs.walk(gen_docs.command_tree()):
+        for param in gen_docs.params(node):
+            if not gen_docs.is_option(param):
+                continue
+            names = {*param.opts, *getattr(param, "secondary_opts", [])}
+            env = gen_docs.envvars(param)
+            if names & NO_ENV_BY_DESIGN:
+                continue
+            if not env:
+                missing.add((node.name, gen_docs.primary_name(param)))
+            wrong_prefix += [
+                f"{node.name} {gen_docs.primary_name(param)}: {e}"
+                for e in env
+                if not e.startswith("SWIM_")
+            ]
+    return missing, wrong_prefix
+
+
+def test_every_option_has_a_swim_env_var() -> None:
+    missing, wrong_prefix = _options_without_swim_env()
+    assert not wrong_prefix, f"env vars must start with SWIM_: {wrong_prefix}"
+    new = sorted(missing - ALLOWED_WITHOUT_ENV)
+    assert not new, (
+        f"options without a SWIM_* env var: {new}; add envvar='SWIM_...' to the option "
+        "(or, if one makes no sense, to ALLOWED_WITHOUT_ENV with a reason)"
+    )
+
+
+def test_env_allow_list_has_no_obsolete_entries() -> None:
+    missing, _ = _options_without_swim_env()
+    obsolete = sorted(ALLOWED_WITHOUT_ENV - missing)
+    assert not obsolete, (
+        f"these options have an env var now (or are gone): {obsolete}; "
+        "remove them from ALLOWED_WITHOUT_ENV in tests/test_generated_docs.py"
+    )
