@@ -108,6 +108,10 @@ async def _live_loop(client: swim.SwimClient) -> None:
     from rich.console import Console
     from rich.live import Live
 
+    # Size from the terminal itself (and follow resizes), not from a COLUMNS/LINES value some
+    # parent process exported, which rich would otherwise take as fixed.
+    os.environ.pop("COLUMNS", None)
+    os.environ.pop("LINES", None)
     console = Console()
     state = TailState(url=client.url)
 
