@@ -25,6 +25,7 @@ import ssl
 import time
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
+from urllib.parse import urlsplit
 
 import attrs
 import orjson
@@ -34,7 +35,7 @@ from trio_websocket import (
     ConnectionRejected,
     HandshakeError,
     WebSocketConnection,
-    open_websocket_url,
+    wrap_client_stream,
 )
 
 from swimctl.model import (
@@ -593,19 +594,13 @@ class SwimClient:
             base = max(base, self.limit_backoff)
         return base * random.uniform(0.5, 1.0)  # jitter: reconnecting clients spread out
 
-    def _context(self) -> ssl.SSLContext | None:
-        if not self.url.startswith("wss:"):
-            return None
-        return self._ssl_context or ssl.create_default_context()
-
     async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
         """The connection loop; `connect()` runs it in the background."""
         task_status.started()
         try:
             await self._loop()
         finally:
-            self._live = trio.Event()
-            self._live.set()  # wake waiters so they see CLOSED / the fatal error
+            self._live.set()  # waiters run after this block and see CLOSED / the error
             if self.state is not State.CLOSED:
                 previous, self.state = self.state, State.CLOSED
                 with contextlib.suppress(trio.WouldBlock, trio.BrokenResourceError):
@@ -647,33 +642,76 @@ class SwimClient:
             with trio.move_on_after(delay):
                 await self._closed.wait()
 
+    @contextlib.asynccontextmanager
+    async def _open(self) -> AsyncIterator[WebSocketConnection]:
+        """TCP, TLS and the upgrade, each step's failure told apart (trio-websocket's own
+        `open_websocket_url` turns a certificate failure into a silent handshake timeout)."""
+        parts = urlsplit(self.url)
+        secure = parts.scheme == "wss"
+        if parts.scheme not in ("ws", "wss") or not parts.hostname:
+            raise HandshakeRejected(0, f"not a ws:// or wss:// URL: {self.url}")
+        host = parts.hostname
+        port = parts.port or (443 if secure else 80)
+        resource = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        shown = f"[{host}]" if ":" in host else host
+        host_header = shown if port in (80, 443) else f"{shown}:{port}"
+        headers = [(b"X-SWIM-API-Key", self._api_key.encode("latin-1"))]
+        stream: trio.abc.Stream
+        with trio.move_on_after(self.connect_timeout) as timeout:
+            tcp = await trio.open_tcp_stream(host, port)
+            stream = tcp
+            if secure:
+                ctx = self._ssl_context or ssl.create_default_context()
+                stream = trio.SSLStream(tcp, ctx, server_hostname=host, https_compatible=True)
+                try:
+                    await stream.do_handshake()
+                except trio.BrokenResourceError as exc:
+                    await trio.aclose_forcefully(tcp)
+                    cause = exc.__cause__
+                    if isinstance(cause, ssl.SSLCertVerificationError):
+                        raise TLSError("certificate verification failed for "
+                                       f"{host}: {cause.verify_message}") from None
+                    raise
+        if timeout.cancelled_caught:
+            raise OSError(f"timed out after {self.connect_timeout:g}s")
+        try:
+            async with trio.open_nursery() as nursery:
+                with trio.move_on_after(self.connect_timeout) as timeout:
+                    ws = await wrap_client_stream(
+                        nursery, stream, host_header, resource, extra_headers=headers,
+                        message_queue_size=64,
+                    )
+                if timeout.cancelled_caught:
+                    raise OSError("timed out waiting for the WebSocket upgrade")
+                try:
+                    yield ws
+                finally:
+                    with trio.move_on_after(2.0) as cleanup:
+                        cleanup.shield = True
+                        await ws.aclose()
+                    nursery.cancel_scope.cancel()
+        finally:
+            await trio.aclose_forcefully(stream)
+
     async def _session(self) -> tuple[int | None, str]:
         """One connection from handshake to close; returns (close code, reason)."""
-        headers = [(b"X-SWIM-API-Key", self._api_key.encode("latin-1"))]
         try:
-            async with open_websocket_url(
-                self.url, self._context(), extra_headers=headers, message_queue_size=64,
-                connect_timeout=self.connect_timeout, disconnect_timeout=2.0,
-            ) as ws:
+            async with self._open() as ws:
                 conn = _Conn(ws)
                 try:
                     return await self._connected(conn)
                 finally:
                     conn.fail_pending()
-                    self._live = trio.Event()
+                    if self._live.is_set():  # waiters on an unset event keep waiting on it
+                        self._live = trio.Event()
                     self._conn = None
         except ConnectionRejected as exc:
-            if exc.status_code in (401, 403, 404):
-                raise HandshakeRejected(
-                    exc.status_code,
-                    f"the hub refused the WebSocket upgrade with HTTP {exc.status_code}"
-                    + (" (wrong URL path?)" if exc.status_code == 404 else ""),
-                ) from None
-            raise
-        except ssl.SSLCertVerificationError as exc:
-            raise TLSError(f"certificate verification failed: {exc.verify_message}") from None
-        except BaseExceptionGroup as group:  # trio-websocket may wrap a single failure
-            raise _unwrap(group) from None
+            raise _rejected(exc) from None
+        except BaseExceptionGroup as group:  # a nursery's wrapping of a single failure
+            leaf = _unwrap(group)
+            if isinstance(leaf, ConnectionRejected):
+                raise _rejected(leaf) from None
+            raise leaf from None
 
     async def _connected(self, conn: _Conn) -> tuple[int | None, str]:
         ws = conn.ws
@@ -948,6 +986,17 @@ def _unwrap(group: BaseExceptionGroup) -> BaseException:
     if len(non_cancel) == 1:
         return non_cancel[0]
     return group
+
+
+def _rejected(exc: ConnectionRejected) -> BaseException:
+    """A refusal retrying cannot change becomes fatal; others (502, 503) are retried."""
+    if exc.status_code in (401, 403, 404):
+        return HandshakeRejected(
+            exc.status_code,
+            f"the hub refused the WebSocket upgrade with HTTP {exc.status_code}"
+            + (" (wrong URL path?)" if exc.status_code == 404 else ""),
+        )
+    return exc
 
 
 def _describe(exc: BaseException) -> tuple[int | None, str]:

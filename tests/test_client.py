@@ -298,3 +298,23 @@ async def test_tls_verifies_and_ca_file_adds_trust(tmp_path: Path) -> None:
             await client.subscribe(["flight.departed"])
             assert client.state is swim.State.CONNECTED
         assert isinstance(swim.make_ssl_context(str(ca_path)), ssl.SSLContext)
+
+
+async def test_wrong_path_is_fatal_not_retried(tmp_path: Path) -> None:
+    async with running_hub(tmp_path) as h:
+        url = h.url.replace("/api/swim/v1/ws", "/nope")
+        async with swim.connect(url, h.key, backoff_initial=0.05) as client:
+            with pytest.raises(swim.HandshakeRejected) as info:
+                async for _ in client:
+                    pass
+            assert info.value.status == 404 and "wrong URL path" in str(info.value)
+
+
+async def test_reconnect_false_raises_disconnected(tmp_path: Path) -> None:
+    async with running_hub(tmp_path) as h, swim.connect(h.url, h.key, reconnect=False) as client:
+        await client.subscribe(["flight.departed"])
+        next(iter(h.hub.clients.values())).request_close(1011, "test")
+        with pytest.raises(swim.Disconnected) as info:
+            async for _ in client:
+                pass
+        assert info.value.close_code == 1011
