@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -255,3 +256,41 @@ def test_env_allow_list_has_no_obsolete_entries() -> None:
         f"these options have an env var now (or are gone): {obsolete}; "
         "remove them from ALLOWED_WITHOUT_ENV in tests/test_generated_docs.py"
     )
+
+
+# ----------------------------------------------------------------------------- deploy files
+
+
+def _cli_envvars() -> set[str]:
+    return {
+        env
+        for node in gen_docs.walk(gen_docs.command_tree())
+        for param in gen_docs.params(node)
+        for env in gen_docs.envvars(param)
+    }
+
+
+def _serve_options() -> set[str]:
+    [serve] = [n for n in gen_docs.walk(gen_docs.command_tree()) if n.path == ("swimctl", "serve")]
+    return {
+        name
+        for p in gen_docs.params(serve)
+        if gen_docs.is_option(p)
+        for name in gen_docs.option_names(p)
+    }
+
+
+def test_deploy_files_use_real_options_and_env_vars() -> None:
+    """The unit and docs/deploy.md name only SWIM_* vars and serve options that exist."""
+    unit = (ROOT / "deploy" / "swimctl.service").read_text(encoding="utf-8")
+    doc = (ROOT / "docs" / "deploy.md").read_text(encoding="utf-8")
+    known_env = _cli_envvars()
+    for source, text in (("deploy/swimctl.service", unit), ("docs/deploy.md", doc)):
+        named = set(re.findall(r"\bSWIM_[A-Z_]+\b", text)) - {"SWIM_TEST_FRESH_VENV"}
+        unknown = sorted(named - known_env)
+        assert not unknown, f"{source} names env vars the CLI does not read: {unknown}"
+    [exec_start] = [ln for ln in unit.splitlines() if ln.startswith("ExecStart=")]
+    assert exec_start.split("=", 1)[1].split()[:2] == ["/opt/swimctl/bin/swimctl", "serve"]
+    used = {tok for tok in exec_start.split() if tok.startswith("--")}
+    assert used <= _serve_options(), sorted(used - _serve_options())
+    assert "deploy/swimctl.service" in doc and "deploy/nginx.conf" in doc
