@@ -15,6 +15,7 @@ class HubConfig:
     host: str = "127.0.0.1"
     port: int = DEFAULT_PORT
     db_url: str = ""
+    key_table: str = "swim_api_keys"
     heartbeat_interval: float = 30.0
     history_size: int = 100_000
     history_age: float = 3600.0

@@ -83,7 +83,7 @@ async def _load_airport_artcc() -> Callable[[str], str | None] | None:
 
 async def run_service(opts: ServeOptions, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
     config = opts.config
-    store = KeyStore(config.db_url)
+    store = KeyStore(config.db_url, table=config.key_table)
     if store.kind == "sqlite":
         try:
             await trio.to_thread.run_sync(store.init_db)

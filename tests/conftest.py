@@ -86,12 +86,16 @@ async def start_hub(nursery: trio.Nursery, tmp_path: Any) -> StartHub:
 
     async def start(options: dict[str, Any] | None = None, **overrides: Any) -> Harness:
         db_url = overrides.pop("db_url", f"sqlite:///{tmp_path}/keys.db")
-        store = KeyStore(db_url)
+        store = KeyStore(db_url, table=overrides.get("key_table", "swim_api_keys"))
         keys: dict[str, str] = {}
         ids: dict[str, int] = {}
-        for tier in TIERS:
-            key, record = store.create(tier, f"test {tier}")
-            keys[tier], ids[tier] = key, record.id
+
+        def create_keys() -> None:  # in a thread: the database may sit behind our own loop
+            for tier in TIERS:
+                key, record = store.create(tier, f"test {tier}")
+                keys[tier], ids[tier] = key, record.id
+
+        await trio.to_thread.run_sync(create_keys)
         config = HubConfig(port=0, db_url=db_url, **overrides)
         opts = ServeOptions(config=config, load_geography=False, **(options or {}))
         handle = await nursery.start(run_service, opts)
