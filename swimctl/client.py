@@ -338,8 +338,21 @@ def build_filters(
 # -- the connection ---------------------------------------------------------------------------
 
 
+# The reply type each action gets, for hubs that do not echo `id` (the older PHP hub).
+REPLY_TYPES: dict[str, str] = {
+    "subscribe": "subscribed", "unsubscribe": "unsubscribed", "ping": "pong",
+    "status": "status", "publish": "publish_ack",
+}
+# Error codes that answer a request (as opposed to announcing something about the connection).
+REQUEST_ERRORS = frozenset({
+    "INVALID_JSON", "UNKNOWN_ACTION", "INVALID_SUBSCRIBE", "INVALID_CHANNEL", "INVALID_FILTER",
+    "FORBIDDEN", "INVALID_PUBLISH", "MESSAGE_TOO_LARGE", "RATE_LIMITED",
+})
+
+
 @attrs.define(eq=False)
 class _Pending:
+    expects: str = ""
     done: trio.Event = attrs.field(factory=trio.Event)
     reply: dict[str, Any] | None = None
 
@@ -362,7 +375,7 @@ class _Conn:
     async def request(self, msg: dict[str, Any], rid: str) -> dict[str, Any]:
         if self.lost:
             raise _ConnectionLost
-        slot = self.pending[rid] = _Pending()
+        slot = self.pending[rid] = _Pending(REPLY_TYPES.get(str(msg.get("action")), ""))
         msg = {**msg, "id": rid}
         try:
             await self.ws.send_message(orjson.dumps(msg).decode())
@@ -373,6 +386,17 @@ class _Conn:
         if slot.reply is None:
             raise _ConnectionLost
         return slot.reply
+
+    def match(self, rid: Any, mtype: Any, code: Any) -> _Pending | None:
+        """The request a reply answers: by echoed `id`, else the oldest request waiting for
+        that reply type (or, for a request error without `id`, the oldest request)."""
+        if rid is not None:
+            return self.pending.pop(str(rid), None)
+        for key, slot in self.pending.items():
+            if slot.expects == mtype or (mtype == "error" and code in REQUEST_ERRORS):
+                del self.pending[key]
+                return slot
+        return None
 
     def fail_pending(self) -> None:
         self.lost = True
@@ -541,19 +565,23 @@ class SwimClient:
         return await self.request(msg)
 
     async def receive(self) -> Item:
-        """The next item; raises the fatal error (AuthError, ...) once the client stopped."""
+        """The next item; raises the fatal error (AuthError, ...) once the client stopped,
+        or trio.EndOfChannel after a normal close."""
         try:
             return await self._receive.receive()
         except (trio.EndOfChannel, trio.ClosedResourceError):
             if self._fatal is not None:
                 raise self._fatal from None
-            raise StopAsyncIteration from None
+            raise trio.EndOfChannel from None
 
     def __aiter__(self) -> SwimClient:
         return self
 
     async def __anext__(self) -> Item:
-        return await self.receive()
+        try:
+            return await self.receive()
+        except trio.EndOfChannel:
+            raise StopAsyncIteration from None
 
     async def aclose(self) -> None:
         """Stop for good; iteration ends after the items already queued."""
@@ -629,7 +657,7 @@ class SwimClient:
             except _Silent:
                 close_code, reason = None, "no message or heartbeat from the hub in time"
             except (OSError, HandshakeError, ConnectionClosed, trio.BrokenResourceError,
-                    trio.ClosedResourceError) as exc:
+                    trio.ClosedResourceError, ValueError) as exc:  # ValueError: bad JSON
                 close_code, reason = _describe(exc)
             self.last_error = reason
             if not self.reconnect:
@@ -765,8 +793,12 @@ class SwimClient:
 
     def _plan_reconnect(self, hub_epoch: Any, hub_seq: int | None) -> _ResyncPlan | None:
         """Decide how to resubscribe: resume from our position when the epoch still holds."""
-        if not isinstance(hub_epoch, str):
-            return _ResyncPlan(list(self._groups), None) if self._groups else None
+        if not isinstance(hub_epoch, str):  # an older hub: no seq, no resume
+            if not self._groups:
+                return None
+            return _ResyncPlan(list(self._groups), None,
+                               gap_reason="the hub does not support resume: events during "
+                               "the disconnect may have been missed")
         if self.epoch is None:
             self.epoch, self.last_seq = hub_epoch, hub_seq if hub_seq is not None else 0
             return None
@@ -823,6 +855,9 @@ class SwimClient:
             # The reader flushed the buffer when it saw the barrier; now record the outcome.
         else:
             conn.buffering = False
+            if plan.gap_reason:
+                await self._emit(Resumed(recovered=False, epoch=self.epoch or "",
+                                         from_seq=self.last_seq or 0, reason=plan.gap_reason))
             buffered, conn.buffer = conn.buffer, []
             for item in buffered:
                 await self._emit(item)
@@ -918,12 +953,11 @@ class SwimClient:
         if rid is not None and str(rid) == conn.barrier_id:
             conn.barrier_id = None
             await self._flush(conn)
-        if rid is not None:
-            slot = conn.pending.pop(str(rid), None)
-            if slot is not None:
-                slot.reply = obj
-                slot.done.set()
-                return
+        slot = conn.match(rid, mtype, obj.get("code"))
+        if slot is not None:
+            slot.reply = obj
+            slot.done.set()
+            return
         if mtype == "error":
             code = str(obj.get("code", ""))
             message = str(obj.get("message", ""))

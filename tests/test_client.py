@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import ssl
 from pathlib import Path
 from typing import Any
@@ -318,3 +319,45 @@ async def test_reconnect_false_raises_disconnected(tmp_path: Path) -> None:
             async for _ in client:
                 pass
         assert info.value.close_code == 1011
+
+
+async def test_older_hub_without_ids_or_resume_still_works_and_gaps_are_told() -> None:
+    """The PHP hub the protocol grew from: no `id` echo, no epoch/seq, no resume. This is an
+    emulation (the real hub always has those), kept to the compat subset of PROTOCOL.md."""
+    from trio_websocket import serve_websocket
+
+    sessions: list[int] = []
+
+    async def old_hub(request: Any) -> None:
+        ws = await request.accept()
+        sessions.append(1)
+        await ws.send_message('{"type":"connected","data":{"client_id":"c1",'
+                              '"server_time":"2026-11-26T18:30:00Z","version":"0.9.0"}}')
+        msg = json.loads(await ws.get_message())
+        assert msg["action"] == "subscribe" and "resume" not in msg
+        await ws.send_message('{"type":"subscribed","channels":["flight.departed"],'
+                              '"filters":{}}')
+        event = {"type": "flight.departed", "timestamp": "2026-11-26T18:30:02Z",
+                 "data": {"callsign": f"OLD{len(sessions)}"}}
+        await ws.send_message(json.dumps(event))
+        if len(sessions) == 1:
+            await ws.aclose(1001, "restart")
+        else:
+            await trio.sleep_forever()
+
+    async with trio.open_nursery() as nursery:
+        server = await nursery.start(serve_websocket, old_hub, "127.0.0.1", 0, None)
+        url = f"ws://127.0.0.1:{server.port}/api/swim/v1/ws"
+        async with swim.connect(url, "k", backoff_initial=0.05, ping_interval=30) as client:
+            col = Collector(client)
+            nursery.start_soon(col.run)
+            with trio.fail_after(5):
+                await client.subscribe(["flight.departed"])
+            await wait_until(lambda: len(col.events) == 2)
+            assert [e.callsign for e in col.events] == ["OLD1", "OLD2"]
+            assert [e.seq for e in col.events] == [None, None]
+            gap = col.of(swim.Resumed)
+            assert len(gap) == 1 and not gap[0].recovered
+            assert "does not support resume" in gap[0].reason
+            assert col.items.index(gap[0]) < col.items.index(col.events[1])
+        nursery.cancel_scope.cancel()
