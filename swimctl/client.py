@@ -18,6 +18,7 @@ Items are `Event` (every hub event, heartbeats included), `StateChange`, `Resume
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import enum
 import itertools
 import random
@@ -185,7 +186,7 @@ class Event:
         return Envelope(self.type, self.timestamp, self.data, self.seq, self.event_id)
 
     @property
-    def when(self) -> Any:
+    def when(self) -> dt.datetime:
         """The timestamp as an aware UTC datetime."""
         return parse_ts(self.timestamp)
 
