@@ -361,3 +361,28 @@ async def test_older_hub_without_ids_or_resume_still_works_and_gaps_are_told() -
             assert "does not support resume" in gap[0].reason
             assert col.items.index(gap[0]) < col.items.index(col.events[1])
         nursery.cancel_scope.cancel()
+
+
+async def test_resume_from_continues_an_earlier_stream(tmp_path: Path) -> None:
+    async with running_hub(tmp_path) as h, trio.open_nursery() as nursery:
+        for i in range(5):
+            h.hub.publish("flight.departed", departed(i))
+        epoch = h.hub.stream.epoch
+        async with swim.connect(h.url, h.key, resume_from=(epoch, 2)) as client:
+            col = Collector(client)
+            nursery.start_soon(col.run)
+            await client.subscribe(["flight.departed"])
+            await wait_until(lambda: len(col.events) == 3)
+            assert [e.seq for e in col.events] == [3, 4, 5]
+            assert col.of(swim.Resumed)[0].recovered and client.last_seq == 5
+        async with swim.connect(h.url, h.key, resume_from=("oldepo", 2)) as client:
+            col = Collector(client)
+            nursery.start_soon(col.run)
+            await client.subscribe(["flight.departed"])
+            await wait_until(lambda: col.of(swim.Resumed))
+            gap = col.of(swim.Resumed)[0]
+            assert not gap.recovered and gap.previous_epoch == "oldepo" and gap.epoch == epoch
+            h.hub.publish("flight.departed", departed(9))
+            await wait_until(lambda: len(col.events) == 1)
+            assert col.events[0].seq == 6
+        nursery.cancel_scope.cancel()
