@@ -671,56 +671,8 @@ class SwimClient:
             with trio.move_on_after(delay):
                 await self._closed.wait()
 
-    @contextlib.asynccontextmanager
-    async def _open(self) -> AsyncIterator[WebSocketConnection]:
-        """TCP, TLS and the upgrade, each step's failure told apart (trio-websocket's own
-        `open_websocket_url` turns a certificate failure into a silent handshake timeout)."""
-        parts = urlsplit(self.url)
-        secure = parts.scheme == "wss"
-        if parts.scheme not in ("ws", "wss") or not parts.hostname:
-            raise HandshakeRejected(0, f"not a ws:// or wss:// URL: {self.url}")
-        host = parts.hostname
-        port = parts.port or (443 if secure else 80)
-        resource = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-        shown = f"[{host}]" if ":" in host else host
-        host_header = shown if port in (80, 443) else f"{shown}:{port}"
-        headers = [(b"X-SWIM-API-Key", self._api_key.encode("latin-1"))]
-        stream: trio.abc.Stream
-        with trio.move_on_after(self.connect_timeout) as timeout:
-            tcp = await trio.open_tcp_stream(host, port)
-            stream = tcp
-            if secure:
-                ctx = self._ssl_context or ssl.create_default_context()
-                stream = trio.SSLStream(tcp, ctx, server_hostname=host, https_compatible=True)
-                try:
-                    await stream.do_handshake()
-                except trio.BrokenResourceError as exc:
-                    await trio.aclose_forcefully(tcp)
-                    cause = exc.__cause__
-                    if isinstance(cause, ssl.SSLCertVerificationError):
-                        raise TLSError("certificate verification failed for "
-                                       f"{host}: {cause.verify_message}") from None
-                    raise
-        if timeout.cancelled_caught:
-            raise OSError(f"timed out after {self.connect_timeout:g}s")
-        try:
-            async with trio.open_nursery() as nursery:
-                with trio.move_on_after(self.connect_timeout) as timeout:
-                    ws = await wrap_client_stream(
-                        nursery, stream, host_header, resource, extra_headers=headers,
-                        message_queue_size=64,
-                    )
-                if timeout.cancelled_caught:
-                    raise OSError("timed out waiting for the WebSocket upgrade")
-                try:
-                    yield ws
-                finally:
-                    with trio.move_on_after(2.0) as cleanup:
-                        cleanup.shield = True
-                        await ws.aclose()
-                    nursery.cancel_scope.cancel()
-        finally:
-            await trio.aclose_forcefully(stream)
+    def _open(self) -> contextlib.AbstractAsyncContextManager[WebSocketConnection]:
+        return open_websocket(self.url, self._api_key, self._ssl_context, self.connect_timeout)
 
     async def _session(self) -> tuple[int | None, str]:
         """One connection from handshake to close; returns (close code, reason)."""
@@ -1052,6 +1004,72 @@ def _describe(exc: BaseException) -> tuple[int | None, str]:
     if isinstance(exc, OSError):
         return None, f"cannot connect: {exc.strerror or exc}"
     return None, str(exc) or type(exc).__name__
+
+
+@contextlib.asynccontextmanager
+async def _unwrapped_group() -> AsyncIterator[None]:
+    """Let a caller's own exception leave our internal nursery as itself, not inside an
+    ExceptionGroup, so `except HubError:` around `async with open_websocket(...)` works."""
+    try:
+        yield
+    except BaseExceptionGroup as group:
+        if len(group.exceptions) == 1:
+            raise group.exceptions[0] from None
+        raise
+
+
+@contextlib.asynccontextmanager
+async def open_websocket(
+    url: str, api_key: str, ssl_context: ssl.SSLContext | None, connect_timeout: float
+) -> AsyncIterator[WebSocketConnection]:
+    """TCP, TLS and the upgrade, each step's failure told apart (trio-websocket's own
+    `open_websocket_url` turns a certificate failure into a silent handshake timeout)."""
+    parts = urlsplit(url)
+    secure = parts.scheme == "wss"
+    if parts.scheme not in ("ws", "wss") or not parts.hostname:
+        raise HandshakeRejected(0, f"not a ws:// or wss:// URL: {url}")
+    host = parts.hostname
+    port = parts.port or (443 if secure else 80)
+    resource = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    shown = f"[{host}]" if ":" in host else host
+    host_header = shown if port in (80, 443) else f"{shown}:{port}"
+    headers = [(b"X-SWIM-API-Key", api_key.encode("latin-1"))]
+    stream: trio.abc.Stream
+    with trio.move_on_after(connect_timeout) as timeout:
+        tcp = await trio.open_tcp_stream(host, port)
+        stream = tcp
+        if secure:
+            ctx = ssl_context or ssl.create_default_context()
+            stream = trio.SSLStream(tcp, ctx, server_hostname=host, https_compatible=True)
+            try:
+                await stream.do_handshake()
+            except trio.BrokenResourceError as exc:
+                await trio.aclose_forcefully(tcp)
+                cause = exc.__cause__
+                if isinstance(cause, ssl.SSLCertVerificationError):
+                    raise TLSError("certificate verification failed for "
+                                   f"{host}: {cause.verify_message}") from None
+                raise
+    if timeout.cancelled_caught:
+        raise OSError(f"timed out after {connect_timeout:g}s")
+    try:
+        async with _unwrapped_group(), trio.open_nursery() as nursery:
+            with trio.move_on_after(connect_timeout) as timeout:
+                ws = await wrap_client_stream(
+                    nursery, stream, host_header, resource, extra_headers=headers,
+                    message_queue_size=64,
+                )
+            if timeout.cancelled_caught:
+                raise OSError("timed out waiting for the WebSocket upgrade")
+            try:
+                yield ws
+            finally:
+                with trio.move_on_after(2.0) as cleanup:
+                    cleanup.shield = True
+                    await ws.aclose()
+                nursery.cancel_scope.cancel()
+    finally:
+        await trio.aclose_forcefully(stream)
 
 
 def make_ssl_context(ca_file: str | None = None) -> ssl.SSLContext:

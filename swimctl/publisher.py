@@ -16,12 +16,9 @@ from typing import Any
 
 import orjson
 import trio
-from trio_websocket import (
-    ConnectionClosed,
-    HandshakeError,
-    WebSocketConnection,
-    open_websocket_url,
-)
+from trio_websocket import ConnectionClosed, HandshakeError, WebSocketConnection
+
+from swimctl.client import SwimError, open_websocket
 
 DEFAULT_URL = "ws://127.0.0.1:8090/api/swim/v1/ws"
 REPLY_TIMEOUT = 15.0
@@ -82,14 +79,12 @@ class HubSession:
 async def connect(url: str, key: str, ca_file: str | None = None,
                   timeout: float = 10.0) -> AsyncIterator[HubSession]:
     """Open, authenticate and hand over a session; refusals become HubError."""
-    headers = [(b"X-SWIM-API-Key", key.encode())]
     try:
         context = client_ssl_context(url, ca_file)
     except (OSError, ssl.SSLError) as exc:
         raise HubError("", f"cannot load --ca-file: {exc}") from None
     try:
-        async with open_websocket_url(url, context, extra_headers=headers,
-                                      connect_timeout=timeout, disconnect_timeout=2) as ws:
+        async with open_websocket(url, key, context, timeout) as ws:
             try:
                 with trio.fail_after(timeout):
                     hello = orjson.loads(await ws.get_message())
@@ -104,6 +99,8 @@ async def connect(url: str, key: str, ca_file: str | None = None,
             yield HubSession(ws, hello)
     except HandshakeError as exc:
         raise HubError("", f"cannot connect to {url}: {_handshake_text(exc)}") from None
+    except SwimError as exc:  # TLS verification, a URL that is not ws:// or wss://
+        raise HubError("", f"cannot connect to {url}: {exc}") from None
     except (OSError, trio.TooSlowError) as exc:
         if isinstance(exc, ssl.SSLError):
             raise HubError("", f"TLS failed with {url}: {exc.reason or exc}") from None
