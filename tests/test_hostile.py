@@ -82,7 +82,8 @@ def open_client(url: str, key: str) -> Iterator[ClientConnection]:
 text = st.text(max_size=200)
 not_json = text.filter(lambda s: not _is_json(s)).map(lambda s: (s, "INVALID_JSON"))
 binary = st.binary(max_size=300).map(lambda b: (b, "INVALID_JSON"))
-scalar = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | text
+finite = st.floats(allow_nan=False, allow_infinity=False)
+scalar = st.none() | st.booleans() | st.integers() | finite | text
 non_object = (scalar | st.lists(scalar, max_size=5)).map(
     lambda v: (json.dumps(v), "INVALID_JSON"))
 deep = st.integers(1100, 20_000).map(lambda n: ("[" * n + "]" * n, "INVALID_JSON"))
