@@ -43,7 +43,8 @@ def doc_blocks(kind: str) -> dict[str, Any]:
         try:
             out[name] = orjson.loads(body)
         except orjson.JSONDecodeError as exc:
-            raise AssertionError(f"{kind} {name!r} in docs/protocol.md is not JSON: {exc}")
+            msg = f"{kind} {name!r} in docs/protocol.md is not JSON: {exc}"
+            raise AssertionError(msg) from None
     return out
 
 
@@ -190,7 +191,7 @@ async def test_snapshot_frames_carry_no_seq(captured: dict[str, Any]) -> None:
     """What the doc says about state frames versus stream events."""
     for name in ("flight.positions.snapshot", "tmi.active"):
         assert "seq" not in captured[name] and "event_id" not in captured[name], name
-    for name in FLIGHT_TYPES + ("tmi.issued",):
+    for name in (*FLIGHT_TYPES, "tmi.issued"):
         assert isinstance(captured[name]["seq"], int), name
     assert captured["reply.subscribed.resume"]["recovered"] is True
 
