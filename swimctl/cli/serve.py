@@ -85,6 +85,8 @@ def serve(
         feed_loop = True
         if feed_interval == 15.0:
             feed_interval = DEMO_FEED_INTERVAL
+        if heartbeat == 30.0:
+            heartbeat = DEMO_FEED_INTERVAL  # so a watcher sees the hub's pulse and feed age
 
         def on_ready(handle: ServiceHandle) -> None:
             issue_sample_ground_stop(handle.hub)
