@@ -117,6 +117,11 @@ class HubStats:
     positions_encodings: int = 0
 
 
+def _whole(value: float) -> int | float:
+    """30.0 goes on the wire as 30, as PROTOCOL.md shows it (typed SDKs parse an int)."""
+    return int(value) if float(value).is_integer() else value
+
+
 class Hub:
     def __init__(
         self,
@@ -499,7 +504,7 @@ class Hub:
                     "tier": client.tier,
                     "epoch": self.stream.epoch,
                     "seq": self.stream.last_seq,
-                    "heartbeat_interval": self.config.heartbeat_interval,
+                    "heartbeat_interval": _whole(self.config.heartbeat_interval),
                 },
             }
         )
