@@ -394,8 +394,8 @@ def render_man(root: Node) -> str:
         f"{bold('systemd.service')}(5), {bold('systemd.exec')}(5), {bold('journalctl')}(1), "
         f"{bold('nginx')}(8)",
         ".PP",
-        "In the source tree: docs/operating.md, docs/deploy.md, docs/keys.md, docs/client.md, "
-        "docs/record\\-replay.md, docs/tmi.md, docs/detection.md.",
+        "In the source tree: docs/operating.md, docs/deploy.md, docs/keys.md, docs/protocol.md, "
+        "docs/client.md, docs/record\\-replay.md, docs/tmi.md, docs/detection.md.",
     ]
     return "\n".join(out) + "\n"
 
