@@ -2,7 +2,7 @@
 
 Also: every option of every command can be set from a SWIM_* environment variable, except the
 ones where that makes no sense (help, version, completion, output-format flags) and a
-documented allow-list of options that still lack one.
+documented allow-list (now empty) of options that still lack one.
 """
 
 from __future__ import annotations
@@ -148,74 +148,9 @@ NO_ENV_BY_DESIGN: frozenset[str] = frozenset(
     {"--help", "--version", "--install-completion", "--show-completion", "--json"}
 )
 
-#: Options that still lack a SWIM_* env var. Shrink this list as commands gain env vars;
-#: the test fails both when an option is missing from it and when an entry is obsolete.
-ALLOWED_WITHOUT_ENV: frozenset[tuple[str, str]] = frozenset(
-    {
-        # tail
-        ("swimctl tail", "--airport"),
-        ("swimctl tail", "--artcc"),
-        ("swimctl tail", "--callsign-prefix"),
-        ("swimctl tail", "--bbox"),
-        ("swimctl tail", "--events"),
-        ("swimctl tail", "--positions"),
-        ("swimctl tail", "--ca-file"),
-        # replay
-        ("swimctl replay", "--speed"),
-        ("swimctl replay", "--from"),
-        ("swimctl replay", "--until"),
-        ("swimctl replay", "--loop"),
-        ("swimctl replay", "--stdout"),
-        ("swimctl replay", "--to"),
-        ("swimctl replay", "--ca-file"),
-        ("swimctl replay", "--max-rate"),
-        ("swimctl replay", "--progress"),
-        # record
-        ("swimctl record", "--airport"),
-        ("swimctl record", "--artcc"),
-        ("swimctl record", "--callsign-prefix"),
-        ("swimctl record", "--bbox"),
-        ("swimctl record", "--events"),
-        ("swimctl record", "--positions"),
-        ("swimctl record", "--heartbeats"),
-        ("swimctl record", "--duration"),
-        ("swimctl record", "--count"),
-        ("swimctl record", "--ca-file"),
-        ("swimctl record", "--quiet"),
-        # keys
-        ("swimctl keys create", "--tier"),
-        ("swimctl keys create", "--owner"),
-        ("swimctl keys create", "--email"),
-        ("swimctl keys create", "--description"),
-        ("swimctl keys create", "--expires-in"),
-        ("swimctl keys create", "--expires-at"),
-        ("swimctl keys list", "--all"),
-        ("swimctl keys rotate", "--expires-in"),
-        ("swimctl keys rotate", "--expires-at"),
-        ("swimctl keys rotate", "--no-expiry"),
-        # tmi
-        ("swimctl tmi issue", "--type"),
-        ("swimctl tmi issue", "--airport"),
-        ("swimctl tmi issue", "--until"),
-        ("swimctl tmi issue", "--start"),
-        ("swimctl tmi issue", "--reason"),
-        ("swimctl tmi issue", "--rate"),
-        ("swimctl tmi issue", "--avg-delay"),
-        ("swimctl tmi issue", "--max-delay"),
-        ("swimctl tmi issue", "--scope"),
-        ("swimctl tmi issue", "--id"),
-        ("swimctl tmi issue", "--ca-file"),
-        ("swimctl tmi modify", "--until"),
-        ("swimctl tmi modify", "--rate"),
-        ("swimctl tmi modify", "--reason"),
-        ("swimctl tmi modify", "--scope"),
-        ("swimctl tmi modify", "--ca-file"),
-        ("swimctl tmi release", "--reason"),
-        ("swimctl tmi release", "--ca-file"),
-        ("swimctl tmi list", "--airport"),
-        ("swimctl tmi list", "--ca-file"),
-    }
-)
+#: Options that still lack a SWIM_* env var: none since issue 8. Keep it empty; an entry needs
+#: a reason. The test fails both when an option is missing from it and when an entry is obsolete.
+ALLOWED_WITHOUT_ENV: frozenset[tuple[str, str]] = frozenset()
 
 
 def _options_without_swim_env() -> tuple[set[tuple[str, str]], list[str]]:

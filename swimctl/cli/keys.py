@@ -28,11 +28,16 @@ from swimctl.model import dumps
 app = typer.Typer(help="Manage API keys (stored as SHA-256 hashes).", no_args_is_help=True)
 
 ExpiresInOption: str | None = typer.Option(
-    None, "--expires-in", help="Lifetime from now, e.g. 90d, 12h, 30m, 2w.", show_default=False
+    None,
+    "--expires-in",
+    envvar="SWIM_KEY_EXPIRES_IN",
+    help="Lifetime from now, e.g. 90d, 12h, 30m, 2w.",
+    show_default=False,
 )
 ExpiresAtOption: str | None = typer.Option(
     None,
     "--expires-at",
+    envvar="SWIM_KEY_EXPIRES_AT",
     help="Absolute expiry, ISO-8601 (naive means UTC), e.g. 2026-01-01T00:00:00Z.",
     show_default=False,
 )
@@ -114,10 +119,13 @@ def _print_new_key(api_key: str, record: KeyRecord, as_json: bool, verb: str) ->
 
 @app.command()
 def create(
-    tier: str = typer.Option(..., "--tier", help=f"One of: {', '.join(TIERS)}."),
-    owner: str = typer.Option(..., "--owner", help="Who the key is for."),
-    email: str | None = typer.Option(None, "--email", help="Owner's contact address."),
-    description: str | None = typer.Option(None, "--description", help="What the key is for."),
+    tier: str = typer.Option(..., "--tier", envvar="SWIM_KEY_TIER",
+                             help=f"One of: {', '.join(TIERS)}."),
+    owner: str = typer.Option(..., "--owner", envvar="SWIM_KEY_OWNER", help="Who the key is for."),
+    email: str | None = typer.Option(None, "--email", envvar="SWIM_KEY_EMAIL",
+                                     help="Owner's contact address."),
+    description: str | None = typer.Option(None, "--description", envvar="SWIM_KEY_DESCRIPTION",
+                                           help="What the key is for."),
     expires_in: str | None = ExpiresInOption,
     expires_at: str | None = ExpiresAtOption,
     as_json: bool = JsonOption,
@@ -139,7 +147,8 @@ def create(
 @app.command("list")
 def list_keys(
     show_all: bool = typer.Option(
-        False, "--all", help="Include revoked and expired keys.", show_default=False
+        False, "--all", envvar="SWIM_KEY_LIST_ALL", help="Include revoked and expired keys.",
+        show_default=False,
     ),
     as_json: bool = JsonOption,
     db: str = DbOption,
@@ -231,7 +240,8 @@ def rotate(
     expires_in: str | None = ExpiresInOption,
     expires_at: str | None = ExpiresAtOption,
     no_expiry: bool = typer.Option(
-        False, "--no-expiry", help="The new key never expires.", show_default=False
+        False, "--no-expiry", envvar="SWIM_KEY_NO_EXPIRY", help="The new key never expires.",
+        show_default=False,
     ),
     as_json: bool = JsonOption,
     db: str = DbOption,

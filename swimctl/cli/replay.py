@@ -310,21 +310,27 @@ def print_summary(stats: ReplayStats, to_hub: bool, interrupted: bool) -> None:
 
 def replay(
     files: list[str] = typer.Argument(..., help="Event files (.jsonl or .jsonl.gz), in order."),
-    speed: float = typer.Option(1.0, "--speed", min=0.0,
+    speed: float = typer.Option(1.0, "--speed", min=0.0, envvar="SWIM_REPLAY_SPEED",
                                 help="Time scale: 2 = twice as fast; 0 = as fast as possible."),
-    since: str = typer.Option(None, "--from", help="Skip events before this event time (ISO)."),
-    until: str = typer.Option(None, "--until", help="Skip events after this event time (ISO)."),
-    loop: bool = typer.Option(False, "--loop", help="Start over at the end, until Ctrl-C."),
-    stdout: bool = typer.Option(False, "--stdout", help="Write the events as JSON Lines."),
-    to: str = typer.Option(None, "--to", help="Publish into the hub at this ws:// or wss:// URL."),
+    since: str = typer.Option(None, "--from", envvar="SWIM_REPLAY_FROM",
+                              help="Skip events before this event time (ISO)."),
+    until: str = typer.Option(None, "--until", envvar="SWIM_REPLAY_UNTIL",
+                              help="Skip events after this event time (ISO)."),
+    loop: bool = typer.Option(False, "--loop", envvar="SWIM_REPLAY_LOOP",
+                              help="Start over at the end, until Ctrl-C."),
+    stdout: bool = typer.Option(False, "--stdout", envvar="SWIM_REPLAY_STDOUT",
+                                help="Write the events as JSON Lines."),
+    to: str = typer.Option(None, "--to", envvar="SWIM_REPLAY_TO",
+                           help="Publish into the hub at this ws:// or wss:// URL."),
     key: str = typer.Option(None, "--key", envvar="SWIM_API_KEY",
                             help="System-tier API key for --to.", show_default=False),
-    ca_file: str = typer.Option(None, "--ca-file", help="CA bundle (PEM) to verify a wss:// hub."),
+    ca_file: str = typer.Option(None, "--ca-file", envvar="SWIM_CA_FILE",
+                                help="CA bundle (PEM) to verify a wss:// hub."),
     max_rate: float = typer.Option(
-        10.0, "--max-rate", min=0.0,
+        10.0, "--max-rate", min=0.0, envvar="SWIM_REPLAY_MAX_RATE",
         help="Publishes per second at most (the hub's default inbound limit is 10/s per "
         "connection); 0 = no client-side limit."),
-    progress: bool = typer.Option(None, "--progress/--no-progress",
+    progress: bool = typer.Option(None, "--progress/--no-progress", envvar="SWIM_PROGRESS",
                                   help="Progress bar on stderr (default: on a terminal)."),
 ) -> None:
     """Play recorded events again, keeping their spacing, to stdout or into a hub."""

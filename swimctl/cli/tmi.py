@@ -36,7 +36,8 @@ app = typer.Typer(help="Issue, modify, release and list ground stops and ground 
 UrlOption: str = typer.Option(DEFAULT_URL, "--url", envvar="SWIM_URL", help="Hub WebSocket URL.")
 KeyOption: str = typer.Option(None, "--key", envvar="SWIM_API_KEY", show_default=False,
                               help="System-tier API key (or SWIM_API_KEY).")
-CaOption: str = typer.Option(None, "--ca-file", help="CA bundle (PEM) to verify a wss:// hub.")
+CaOption: str = typer.Option(None, "--ca-file", envvar="SWIM_CA_FILE",
+                             help="CA bundle (PEM) to verify a wss:// hub.")
 _ICAO = re.compile(r"^[A-Z0-9]{3,4}$")
 _ARTCC = re.compile(r"^[A-Z0-9]{3,4}$")
 
@@ -162,16 +163,25 @@ def _emit_program(data: dict[str, Any], as_json: bool, verb: str) -> None:
 
 @app.command("issue")
 def issue(
-    program_type: str = typer.Option(..., "--type", help="GS (ground stop) or GDP."),
-    airport: str = typer.Option(..., "--airport", help="ICAO code, e.g. KJFK."),
-    until: str = typer.Option(..., "--until", help="End: ISO-8601 or relative (+30m, +2h)."),
-    start: str = typer.Option(None, "--start", help="Start (default now): ISO or relative."),
-    reason: str = typer.Option("", "--reason", help="Why, in words."),
-    rate: int = typer.Option(None, "--rate", min=1, help="GDP arrivals per hour (GDP only)."),
-    avg_delay: int = typer.Option(None, "--avg-delay", min=0, help="GDP average delay, min."),
-    max_delay: int = typer.Option(None, "--max-delay", min=0, help="GDP maximum delay, min."),
-    scope: str = typer.Option(None, "--scope", help="ARTCCs in scope, e.g. ZNY,ZDC."),
-    program_id: str = typer.Option(None, "--id", help="Use this program id (default: next "
+    program_type: str = typer.Option(..., "--type", envvar="SWIM_TMI_TYPE",
+                                     help="GS (ground stop) or GDP."),
+    airport: str = typer.Option(..., "--airport", envvar="SWIM_TMI_AIRPORT",
+                                help="ICAO code, e.g. KJFK."),
+    until: str = typer.Option(..., "--until", envvar="SWIM_TMI_UNTIL",
+                              help="End: ISO-8601 or relative (+30m, +2h)."),
+    start: str = typer.Option(None, "--start", envvar="SWIM_TMI_START",
+                              help="Start (default now): ISO or relative."),
+    reason: str = typer.Option("", "--reason", envvar="SWIM_TMI_REASON", help="Why, in words."),
+    rate: int = typer.Option(None, "--rate", min=1, envvar="SWIM_TMI_RATE",
+                             help="GDP arrivals per hour (GDP only)."),
+    avg_delay: int = typer.Option(None, "--avg-delay", min=0, envvar="SWIM_TMI_AVG_DELAY",
+                                  help="GDP average delay, min."),
+    max_delay: int = typer.Option(None, "--max-delay", min=0, envvar="SWIM_TMI_MAX_DELAY",
+                                  help="GDP maximum delay, min."),
+    scope: str = typer.Option(None, "--scope", envvar="SWIM_TMI_SCOPE",
+                              help="ARTCCs in scope, e.g. ZNY,ZDC."),
+    program_id: str = typer.Option(None, "--id", envvar="SWIM_TMI_ID",
+                                   help="Use this program id (default: next "
                                    "free TYPE-AIRPORT-YYYYMMDD-N)."),
     as_json: bool = typer.Option(False, "--json", help="Print the issued program as JSON."),
     url: str = UrlOption,
@@ -248,10 +258,13 @@ def _program_from_list(programs: list[dict[str, Any]], program_id: str) -> dict[
 @app.command("modify")
 def modify(
     program_id: str = typer.Argument(..., help="The program, e.g. GS-KJFK-20261126-1."),
-    until: str = typer.Option(None, "--until", help="New end: ISO-8601 or relative (+30m)."),
-    rate: int = typer.Option(None, "--rate", min=1, help="New GDP rate (arrivals per hour)."),
-    reason: str = typer.Option(None, "--reason", help="New reason."),
-    scope: str = typer.Option(None, "--scope", help="New ARTCC scope, e.g. ZNY,ZDC."),
+    until: str = typer.Option(None, "--until", envvar="SWIM_TMI_UNTIL",
+                              help="New end: ISO-8601 or relative (+30m)."),
+    rate: int = typer.Option(None, "--rate", min=1, envvar="SWIM_TMI_RATE",
+                             help="New GDP rate (arrivals per hour)."),
+    reason: str = typer.Option(None, "--reason", envvar="SWIM_TMI_REASON", help="New reason."),
+    scope: str = typer.Option(None, "--scope", envvar="SWIM_TMI_SCOPE",
+                              help="New ARTCC scope, e.g. ZNY,ZDC."),
     as_json: bool = typer.Option(False, "--json", help="Print the modified program as JSON."),
     url: str = UrlOption,
     key: str = KeyOption,
@@ -295,7 +308,8 @@ def modify(
 @app.command("release")
 def release(
     program_id: str = typer.Argument(..., help="The program, e.g. GS-KJFK-20261126-1."),
-    reason: str = typer.Option(None, "--reason", help="Why it ends now."),
+    reason: str = typer.Option(None, "--reason", envvar="SWIM_TMI_REASON",
+                               help="Why it ends now."),
     as_json: bool = typer.Option(False, "--json", help="Print the released program as JSON."),
     url: str = UrlOption,
     key: str = KeyOption,
@@ -319,7 +333,9 @@ def release(
 
 @app.command("list")
 def list_programs(
-    airport: list[str] = typer.Option([], "--airport", help="Only these airports (repeatable)."),
+    airport: list[str] = typer.Option([], "--airport", envvar="SWIM_TMI_AIRPORT",
+                                      help="Only these airports (repeatable; the variable "
+                                      "takes a space-separated list)."),
     as_json: bool = typer.Option(False, "--json", help="JSON Lines, one program per line."),
     url: str = UrlOption,
     key: str = typer.Option(None, "--key", envvar="SWIM_API_KEY", show_default=False,
