@@ -157,6 +157,7 @@ class Side:
             "closed": sum(r["closed"] for r in reports),
             "unfiltered_complete": unfiltered_ok,
             "slow_consumers": server["slow_consumers"],
+            "backlogged_at_end": server.get("backlogged_at_end"),
         }
         if cmd == "vatsim":
             out["cpu_ms_per_cycle"] = cpu / params["cycles"] * 1e3

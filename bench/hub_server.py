@@ -85,8 +85,10 @@ async def _control(pipe: Connection, handle: Any, key: str) -> None:
                 sync_cpu += time.thread_time() - t0
                 published += 31
                 await trio.sleep_until(t_cycle + params["interval"])
+        backlogged = sum(1 for c in hub.clients.values() if c.outbox.depth)
         hub.publish(MARK, {"phase": phase})
         pipe.send(("done", {
+            "backlogged_at_end": backlogged,  # connections with frames queued in user space
             "published": published,
             "elapsed": time.perf_counter() - started,
             "publish_cpu": sync_cpu,
