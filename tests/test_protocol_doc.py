@@ -19,7 +19,7 @@ from typing import Any
 import orjson
 import pytest
 import trio
-from trio_websocket import WebSocketConnection
+from trio_websocket import ConnectionClosed, WebSocketConnection
 
 from swimctl import protocol
 from swimctl.demo import demo_feed_dir
@@ -226,3 +226,25 @@ def test_error_and_close_codes_exist() -> None:
     assert real_codes <= doc_codes, f"undocumented error codes {real_codes - doc_codes}"
     assert doc_closes <= real_closes, f"doc names unknown close codes {doc_closes - real_closes}"
     assert real_closes <= doc_closes, f"undocumented close codes {real_closes - doc_closes}"
+
+
+async def test_key_transports_the_doc_lists(start_hub: StartHub) -> None:
+    """Header, Bearer and (kept for compatibility) the query string all authenticate; a bad
+    key gets AUTH_FAILED then close 4001, as section 1 says."""
+    h = await start_hub()
+    key = h.keys["public"]
+    async with h.connect(headers=[(b"x-swim-api-key", key.encode())]) as ws:
+        assert (await request(ws, {"action": "ping"}))["type"] == "pong"
+    async with h.connect(headers=[(b"Authorization", b"Bearer " + key.encode())]) as ws:
+        assert (await request(ws, {"action": "ping"}))["type"] == "pong"
+    async with h.connect(url=f"{h.url}?api_key={key}", headers=[]) as ws:
+        reply = await request(ws, {"action": "subscribe", "channels": "tmi.*",
+                                   "filters": {"callsign_prefix": "AAL", "airports": []}})
+        assert reply["channels"] == ["tmi.*"]
+        assert reply["filters"] == {"callsign_prefix": ["AAL"]}
+    async with h.connect(key="swim_dev_not_a_key", expect_connected=False) as ws:
+        error = await recv(ws)
+        assert error["type"] == "error" and error["code"] == protocol.AUTH_FAILED
+        with pytest.raises(ConnectionClosed) as info:
+            await recv(ws)
+        assert info.value.reason.code == protocol.CLOSE_AUTH
