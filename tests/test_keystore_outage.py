@@ -26,11 +26,14 @@ PG = os.environ.get(
 
 
 class Proxy:
-    """Forwards 127.0.0.1:port to PostgreSQL; `stop` cuts every connection at once."""
+    """Forwards 127.0.0.1:port to PostgreSQL. `stop` cuts every connection and drops new ones
+    at once; `start` forwards again. The listener stays bound throughout, so the database
+    comes back on the same address (no race for the port with other processes)."""
 
     def __init__(self) -> None:
         self.port = 0
-        self.scope: trio.CancelScope | None = None
+        self.up = True
+        self._links: set[trio.CancelScope] = set()
 
     async def _pipe(self, src: trio.abc.Stream, dst: trio.abc.Stream) -> None:
         try:
@@ -40,25 +43,35 @@ class Proxy:
             pass
 
     async def _handle(self, client: trio.SocketStream) -> None:
-        try:
-            upstream = await trio.open_tcp_stream("127.0.0.1", 5432)
-        except OSError:
-            await client.aclose()
-            return
-        async with client, upstream, trio.open_nursery() as nursery:
-            nursery.start_soon(self._pipe, client, upstream)
-            nursery.start_soon(self._pipe, upstream, client)
+        async with client:
+            if not self.up:
+                return
+            with trio.CancelScope() as link:
+                self._links.add(link)
+                try:
+                    upstream = await trio.open_tcp_stream("127.0.0.1", 5432)
+                except OSError:
+                    return
+                try:
+                    async with upstream, trio.open_nursery() as nursery:
+                        nursery.start_soon(self._pipe, client, upstream)
+                        nursery.start_soon(self._pipe, upstream, client)
+                finally:
+                    self._links.discard(link)
 
     async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
-        with trio.CancelScope() as self.scope:
-            listeners = await trio.open_tcp_listeners(self.port, host="127.0.0.1")
-            self.port = listeners[0].socket.getsockname()[1]
-            task_status.started()
-            await trio.serve_listeners(self._handle, listeners)
+        listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
+        self.port = listeners[0].socket.getsockname()[1]
+        task_status.started()
+        await trio.serve_listeners(self._handle, listeners)
 
     def stop(self) -> None:
-        assert self.scope is not None
-        self.scope.cancel()
+        self.up = False
+        for link in self._links:
+            link.cancel()
+
+    def start(self) -> None:
+        self.up = True
 
 
 def _needs_postgres() -> None:
@@ -91,7 +104,7 @@ async def test_outage_refuses_new_keeps_open_and_recovers(
             proxy.stop()
             await trio.sleep(0.5)  # past the cache: the next lookups must reach the database
             async with hub.connect("developer", expect_connected=False) as refused:
-                error = await recv(refused)
+                error = await recv(refused, timeout=15)
                 assert error["code"] == "AUTH_FAILED"
                 assert error["message"] == "key store unavailable"
                 with pytest.raises(ConnectionClosed) as info:
@@ -99,7 +112,7 @@ async def test_outage_refuses_new_keeps_open_and_recovers(
                 assert info.value.reason.code == 4001
             await trio.sleep(1.0)  # several revalidation rounds fail meanwhile
             assert (await request(open_before, {"action": "ping"}))["type"] == "pong"
-            await nursery.start(proxy.run)  # the database returns, on the same address
+            proxy.start()  # the database returns, on the same address
             with trio.fail_after(10):
                 while True:
                     async with hub.connect("developer", expect_connected=False) as ws:
