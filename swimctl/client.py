@@ -903,13 +903,18 @@ class SwimClient:
         rid = obj.get("id")
         if mtype == "subscribed" and "recovered" in obj:
             conn.recovered = bool(obj["recovered"])
-        if rid is not None and str(rid) == conn.barrier_id:
+        barrier = rid is not None and str(rid) == conn.barrier_id
+        if barrier:
             conn.barrier_id = None
-            await self._flush(conn)
         slot = conn.match(rid, mtype, obj.get("code"))
         if slot is not None:
+            # Answer the waiter first: flushing a long replay can block on a full queue until
+            # the caller reads, and the caller reads only once its subscribe() returns.
             slot.reply = obj
             slot.done.set()
+        if barrier:
+            await self._flush(conn)
+        if slot is not None:
             return
         if mtype == "error":
             code = str(obj.get("code", ""))

@@ -386,3 +386,24 @@ async def test_resume_from_continues_an_earlier_stream(tmp_path: Path) -> None:
             await wait_until(lambda: len(col.events) == 1)
             assert col.events[0].seq == 6
         nursery.cancel_scope.cancel()
+
+
+async def test_subscribe_returns_before_a_replay_larger_than_the_queue(tmp_path: Path) -> None:
+    """A resume that replays more than queue_size events must not block subscribe(): the
+    caller only starts reading once subscribe() has returned."""
+    async with running_hub(tmp_path) as h:
+        for i in range(100):
+            h.hub.publish("flight.departed", departed(i))
+        epoch = h.hub.stream.epoch
+        async with swim.connect(h.url, h.key, resume_from=(epoch, 0), queue_size=10) as client:
+            with trio.fail_after(10):
+                reply = await client.subscribe(["flight.departed"])
+            assert reply["type"] == "subscribed"
+            seqs: list[int] = []
+            with trio.fail_after(10):
+                async for item in client:
+                    if isinstance(item, swim.Event) and not item.is_heartbeat:
+                        seqs.append(item.seq or 0)
+                        if len(seqs) == 100:
+                            break
+            assert seqs == list(range(1, 101))
