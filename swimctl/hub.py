@@ -147,6 +147,10 @@ class Hub:
         self.feed_time: dt.datetime | None = None
         self.on_event: list[Callable[[StreamEvent], None]] = []  # recorders, metrics
         self.shutting_down = False
+        # Fan-out targets per event type, valid while the routing generation holds and no
+        # client comes or goes (admit/remove reset the stamp).
+        self._target_stamp: tuple[int, int] | None = None
+        self._target_cache: dict[str, _Targets] = {}
 
     # -- clients -----------------------------------------------------------------------------
 
@@ -160,12 +164,14 @@ class Hub:
             return False
         peers.add(client)
         self.clients[client.client_id] = client
+        self._target_stamp = None  # who is subscribed to what has changed
         return True
 
     def remove(self, client: Client) -> None:
         if self.clients.pop(client.client_id, None) is None:
             return
         self.stats.bytes_sent_closed += client.outbox.bytes_sent
+        self._target_stamp = None
         peers = self.by_key.get(client.key_id)
         if peers is not None:
             peers.discard(client)
@@ -298,7 +304,7 @@ class Hub:
         client always changes the routing generation after the cache was last built."""
         stamp = (routing_generation(), len(self.clients))
         cache: dict[str, _Targets]
-        if getattr(self, "_target_stamp", None) == stamp:
+        if self._target_stamp == stamp:
             cache = self._target_cache
         else:
             cache = self._target_cache = {}

@@ -211,6 +211,8 @@ class HubServer:
             error = self._handle(client, message, bucket)
             if error is not None:
                 self.hub.send(client, error)
+                if b'"INTERNAL_ERROR"' in error:
+                    continue  # our fault, not the client's: never a strike toward 4003
                 if strikes.record():
                     log.info("closing %s: repeated protocol violations", client.client_id)
                     client.request_close(CLOSE_VIOLATIONS, "repeated protocol violations")

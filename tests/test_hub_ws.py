@@ -528,3 +528,16 @@ async def test_rate_limited_echoes_id_and_system_publishers_get_a_higher_rate(
             await ws.send_message(orjson.dumps({"action": "ping", "id": i}).decode())
         replies = [await recv(ws) for _ in range(200)]
         assert [r["type"] for r in replies] == ["pong"] * 200
+
+
+async def test_a_message_past_one_mebibyte_is_closed_1009_and_others_carry_on(
+    hub: Harness,
+) -> None:
+    async with hub.connect() as big, hub.connect() as other:
+        await request(other, {"action": "subscribe", "channels": ["ctp.*"]})
+        with pytest.raises(ConnectionClosed) as info:
+            await big.send_message(json.dumps({"action": "ping", "pad": "x" * 1_200_000}))
+            await recv(big)
+        assert info.value.reason.code == 1009
+        hub.hub.publish("ctp.after", {"ok": True})
+        assert (await recv(other))["data"] == {"ok": True}
