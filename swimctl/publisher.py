@@ -20,7 +20,6 @@ from trio_websocket import ConnectionClosed, HandshakeError, WebSocketConnection
 
 from swimctl.client import SwimError, open_websocket
 
-DEFAULT_URL = "ws://127.0.0.1:8090/api/swim/v1/ws"
 REPLY_TIMEOUT = 15.0
 FATAL_CODES = ("AUTH_FAILED", "FORBIDDEN", "CONNECTION_LIMIT")
 

@@ -8,7 +8,10 @@ from typing import NoReturn
 
 import typer
 
+from swimctl.config import DEFAULT_PORT, WS_PATH
 from swimctl.keystore import default_db_url
+
+DEFAULT_URL = f"ws://127.0.0.1:{DEFAULT_PORT}{WS_PATH}"
 
 DbOption: str = typer.Option(
     None,
@@ -56,3 +59,25 @@ def leaf_exceptions(exc: BaseException) -> list[BaseException]:
     if isinstance(exc, BaseExceptionGroup):
         return [leaf for sub in exc.exceptions for leaf in leaf_exceptions(sub)]
     return [exc]
+
+
+# Options of the commands that connect to a hub (tail, record, replay --to, tmi): one
+# definition each, so a flag means the same thing, with the same variable, everywhere.
+UrlOption: str = typer.Option(DEFAULT_URL, "--url", envvar="SWIM_URL", help="Hub WebSocket URL.")
+KeyOption: str = typer.Option(None, "--key", envvar="SWIM_API_KEY", show_default=False,
+                              help="API key (prefer the SWIM_API_KEY variable: it stays out of "
+                              "shell history).")
+CaFileOption: str = typer.Option(None, "--ca-file", envvar="SWIM_CA_FILE",
+                                 help="CA bundle (PEM) to verify a wss:// hub.")
+AirportOption: list[str] = typer.Option([], "--airport", envvar="SWIM_AIRPORT",
+                                        help="ICAO code (repeatable; the variable takes a "
+                                        "space-separated list).")
+ArtccOption: list[str] = typer.Option([], "--artcc", envvar="SWIM_ARTCC",
+                                      help="ARTCC/FIR id (repeatable; the variable takes a "
+                                      "space-separated list).")
+CallsignPrefixOption: list[str] = typer.Option([], "--callsign-prefix",
+                                               envvar="SWIM_CALLSIGN_PREFIX",
+                                               help="Callsign prefix (repeatable; the variable "
+                                               "takes a space-separated list).")
+BboxOption: str = typer.Option(None, "--bbox", envvar="SWIM_BBOX",
+                               help="Bounding box N,S,E,W in degrees.")

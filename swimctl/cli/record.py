@@ -18,7 +18,17 @@ import attrs
 import trio
 import typer
 
-from swimctl.cli.common import fail, parse_duration
+from swimctl.cli.common import (
+    AirportOption,
+    ArtccOption,
+    BboxOption,
+    CaFileOption,
+    CallsignPrefixOption,
+    KeyOption,
+    UrlOption,
+    fail,
+    parse_duration,
+)
 from swimctl.client import (
     AuthError,
     Event,
@@ -33,7 +43,6 @@ from swimctl.client import (
 )
 from swimctl.client import HubError as HubNotice
 from swimctl.eventlog import EventWriter
-from swimctl.publisher import DEFAULT_URL
 
 LIFECYCLE = ["flight.created", "flight.updated", "flight.departed", "flight.arrived",
              "flight.deleted", "tmi.*"]
@@ -145,21 +154,12 @@ def print_summary(path: str, stats: RecordStats, interrupted: bool) -> None:
 
 def record(
     file: str = typer.Argument(..., help="Output: .jsonl or .jsonl.gz (appended to)."),
-    url: str = typer.Option(DEFAULT_URL, "--url", envvar="SWIM_URL", help="Hub WebSocket URL."),
-    key: str = typer.Option(None, "--key", envvar="SWIM_API_KEY", show_default=False,
-                            help="API key (or SWIM_API_KEY)."),
-    airport: list[str] = typer.Option([], "--airport", envvar="SWIM_AIRPORT",
-                                      help="ICAO code (repeatable; the variable takes a "
-                                      "space-separated list)."),
-    artcc: list[str] = typer.Option([], "--artcc", envvar="SWIM_ARTCC",
-                                    help="ARTCC/FIR id (repeatable; the variable takes a "
-                                    "space-separated list)."),
-    callsign_prefix: list[str] = typer.Option([], "--callsign-prefix",
-                                              envvar="SWIM_CALLSIGN_PREFIX",
-                                              help="Callsign prefix (repeatable; the variable "
-                                              "takes a space-separated list)."),
-    bbox: str = typer.Option(None, "--bbox", envvar="SWIM_BBOX",
-                             help="Box N,S,E,W in degrees."),
+    url: str = UrlOption,
+    key: str = KeyOption,
+    airport: list[str] = AirportOption,
+    artcc: list[str] = ArtccOption,
+    callsign_prefix: list[str] = CallsignPrefixOption,
+    bbox: str = BboxOption,
     events: str = typer.Option(None, "--events", envvar="SWIM_EVENTS",
                                help="Comma-separated channels (default: flight lifecycle "
                                "events and tmi.*)."),
@@ -171,8 +171,7 @@ def record(
                                  help="Stop after this long (30s, 10m, 2h)."),
     count: int = typer.Option(None, "--count", min=1, envvar="SWIM_RECORD_COUNT",
                               help="Stop after this many events."),
-    ca_file: str = typer.Option(None, "--ca-file", envvar="SWIM_CA_FILE",
-                                help="CA bundle (PEM) to verify wss://."),
+    ca_file: str = CaFileOption,
     quiet: bool = typer.Option(False, "--quiet", "-q", envvar="SWIM_QUIET",
                                help="No progress notices on stderr."),
 ) -> None:

@@ -24,7 +24,7 @@ import trio
 import typer
 from trio_websocket import ConnectionClosed
 
-from swimctl.cli.common import fail
+from swimctl.cli.common import CaFileOption, fail
 from swimctl.eventlog import ReadReport, read_events
 from swimctl.model import Envelope, parse_ts
 from swimctl.publisher import (
@@ -324,8 +324,7 @@ def replay(
                            help="Publish into the hub at this ws:// or wss:// URL."),
     key: str = typer.Option(None, "--key", envvar="SWIM_API_KEY",
                             help="System-tier API key for --to.", show_default=False),
-    ca_file: str = typer.Option(None, "--ca-file", envvar="SWIM_CA_FILE",
-                                help="CA bundle (PEM) to verify a wss:// hub."),
+    ca_file: str = CaFileOption,
     max_rate: float = typer.Option(
         10.0, "--max-rate", min=0.0, envvar="SWIM_REPLAY_MAX_RATE",
         help="Publishes per second at most (the hub's default inbound limit is 10/s per "

@@ -16,10 +16,18 @@ import trio
 import typer
 
 from swimctl import client as swim
-from swimctl.cli.common import fail
+from swimctl.cli.common import (
+    AirportOption,
+    ArtccOption,
+    BboxOption,
+    CaFileOption,
+    CallsignPrefixOption,
+    KeyOption,
+    UrlOption,
+    fail,
+)
 from swimctl.tui import TailState, apply_event, notice, render
 
-DEFAULT_URL = "ws://127.0.0.1:8090/api/swim/v1/ws"
 DEFAULT_EVENTS = (
     "flight.created,flight.departed,flight.arrived,flight.deleted,flight.updated,tmi.*"
 )
@@ -197,29 +205,19 @@ def _silence_stdout() -> None:
 
 
 def tail(
-    url: str = typer.Option(DEFAULT_URL, "--url", envvar="SWIM_URL", help="Hub WebSocket URL."),
-    key: str = typer.Option(None, "--key", envvar="SWIM_API_KEY", show_default=False,
-                            help="API key (prefer the SWIM_API_KEY variable)."),
-    airport: list[str] = typer.Option([], "--airport", envvar="SWIM_AIRPORT",
-                                      help="ICAO code (repeatable; the variable takes a "
-                                      "space-separated list)."),
-    artcc: list[str] = typer.Option([], "--artcc", envvar="SWIM_ARTCC",
-                                    help="ARTCC/FIR id (repeatable; the variable takes a "
-                                    "space-separated list)."),
-    callsign_prefix: list[str] = typer.Option([], "--callsign-prefix",
-                                              envvar="SWIM_CALLSIGN_PREFIX",
-                                              help="Callsign prefix (repeatable; the variable "
-                                              "takes a space-separated list)."),
-    bbox: str = typer.Option(None, "--bbox", envvar="SWIM_BBOX",
-                             help="Bounding box N,S,E,W in degrees."),
+    url: str = UrlOption,
+    key: str = KeyOption,
+    airport: list[str] = AirportOption,
+    artcc: list[str] = ArtccOption,
+    callsign_prefix: list[str] = CallsignPrefixOption,
+    bbox: str = BboxOption,
     events: str = typer.Option(DEFAULT_EVENTS, "--events", envvar="SWIM_EVENTS",
                                help="Comma-separated channel patterns."),
     positions: bool = typer.Option(False, "--positions", envvar="SWIM_POSITIONS",
                                    help="Also show flight.positions."),
     json_out: bool = typer.Option(False, "--json",
                                   help="One JSON envelope per line (default when not a tty)."),
-    ca_file: str = typer.Option(None, "--ca-file", envvar="SWIM_CA_FILE",
-                                help="Extra CA certificate (PEM) for wss://."),
+    ca_file: str = CaFileOption,
 ) -> None:
     """Follow the hub's events: a live table on a terminal, JSON lines otherwise."""
     if not key:

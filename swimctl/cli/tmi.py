@@ -18,10 +18,9 @@ import orjson
 import trio
 import typer
 
-from swimctl.cli.common import fail, parse_duration
+from swimctl.cli.common import CaFileOption, KeyOption, UrlOption, fail, parse_duration
 from swimctl.model import format_ts, parse_ts, utc_now
 from swimctl.publisher import (
-    DEFAULT_URL,
     HubError,
     HubSession,
     connect,
@@ -33,11 +32,6 @@ from swimctl.tmi import TmiBook
 app = typer.Typer(help="Issue, modify, release and list ground stops and ground delay programs.",
                   no_args_is_help=True)
 
-UrlOption: str = typer.Option(DEFAULT_URL, "--url", envvar="SWIM_URL", help="Hub WebSocket URL.")
-KeyOption: str = typer.Option(None, "--key", envvar="SWIM_API_KEY", show_default=False,
-                              help="System-tier API key (or SWIM_API_KEY).")
-CaOption: str = typer.Option(None, "--ca-file", envvar="SWIM_CA_FILE",
-                             help="CA bundle (PEM) to verify a wss:// hub.")
 _ICAO = re.compile(r"^[A-Z0-9]{3,4}$")
 _ARTCC = re.compile(r"^[A-Z0-9]{3,4}$")
 
@@ -186,7 +180,7 @@ def issue(
     as_json: bool = typer.Option(False, "--json", help="Print the issued program as JSON."),
     url: str = UrlOption,
     key: str = KeyOption,
-    ca_file: str = CaOption,
+    ca_file: str = CaFileOption,
 ) -> None:
     """Issue a ground stop or ground delay program; prints its program id."""
     ptype = program_type.upper()
@@ -268,7 +262,7 @@ def modify(
     as_json: bool = typer.Option(False, "--json", help="Print the modified program as JSON."),
     url: str = UrlOption,
     key: str = KeyOption,
-    ca_file: str = CaOption,
+    ca_file: str = CaFileOption,
 ) -> None:
     """Change an active program's end time, rate, reason or scope."""
     if until is None and rate is None and reason is None and scope is None:
@@ -313,7 +307,7 @@ def release(
     as_json: bool = typer.Option(False, "--json", help="Print the released program as JSON."),
     url: str = UrlOption,
     key: str = KeyOption,
-    ca_file: str = CaOption,
+    ca_file: str = CaFileOption,
 ) -> None:
     """End an active program now (status RELEASED)."""
     api_key = _require_key(key)
@@ -340,7 +334,7 @@ def list_programs(
     url: str = UrlOption,
     key: str = typer.Option(None, "--key", envvar="SWIM_API_KEY", show_default=False,
                             help="API key (any tier can list)."),
-    ca_file: str = CaOption,
+    ca_file: str = CaFileOption,
 ) -> None:
     """The programs active now, from the hub's snapshot."""
     api_key = _require_key(key)
