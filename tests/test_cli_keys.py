@@ -329,12 +329,14 @@ def test_unreachable_sqlite_path(run, tmp_path: Path) -> None:
 
 
 def test_missing_table_is_an_error_not_an_empty_list(run) -> None:
-    one_line_error(run("list"), "key store unavailable")
+    one_line_error(run("list"), "no key table yet")
 
 
 def test_unreachable_postgres_is_one_line(run) -> None:
     pyodbc = pytest.importorskip("pyodbc")
     if "PostgreSQL Unicode" not in pyodbc.drivers():
+        if os.environ.get("CI"):
+            pytest.fail("CI is set and the psqlODBC driver 'PostgreSQL Unicode' is missing")
         pytest.skip("psqlODBC driver 'PostgreSQL Unicode' not registered")
     db = "odbc:DRIVER={PostgreSQL Unicode};SERVER=127.0.0.1;PORT=1;DATABASE=test;UID=postgres;"
     line = one_line_error(run("list", "--db", db), "key store unavailable")

@@ -50,7 +50,15 @@ def _errors() -> Iterator[None]:
     try:
         yield
     except KeyStoreError as exc:
-        fail(" ".join(str(exc).split()) or type(exc).__name__)
+        text = " ".join(str(exc).split()) or type(exc).__name__
+        if any(sign in text for sign in MISSING_TABLE):
+            fail("the key database has no key table yet: create a key, or run "
+                 "`swimctl keys init-db` (check --db / SWIM_DB if you expected one)")
+        fail(text)
+
+
+# How SQLite, PostgreSQL, MariaDB and SQL Server say a table is missing.
+MISSING_TABLE = ("no such table", "does not exist", "doesn't exist", "Invalid object name")
 
 
 def _store(db: str | None) -> KeyStore:
