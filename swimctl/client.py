@@ -45,8 +45,10 @@ from swimctl.model import (
     Envelope,
     FlightData,
     Position,
+    T,
     TmiProgram,
     parse_ts,
+    structure_or_none,
 )
 
 __all__ = [
@@ -245,21 +247,11 @@ class Event:
 Item = Event | StateChange | Resumed | HubError
 
 
-def _build(cls: Any, obj: Any) -> Any:
-    """An attrs model object from a dict, tolerant of extra keys; None when required keys
-    are missing (the hub validates flight payloads only loosely for other sources)."""
-    if not isinstance(obj, dict):
-        return None
-    kwargs = {}
-    for field in attrs.fields(cls):
-        if field.name in obj:
-            kwargs[field.name] = obj[field.name]
-        elif field.default is attrs.NOTHING:
-            return None
-    try:
-        return cls(**kwargs)
-    except (TypeError, ValueError):
-        return None
+def _build(cls: type[T], obj: Any) -> T | None:
+    """A model object from a payload dict through the shared cattrs converter; None when
+    required keys are missing or mistyped (the hub validates flight payloads only loosely
+    for other sources)."""
+    return structure_or_none(obj, cls)
 
 
 def event_from_text(text: str) -> Event | None:

@@ -1,18 +1,23 @@
-"""The shared data model: event envelopes, flight and TMI payloads, and their one encoder.
+"""The shared data model: event envelopes, flight and TMI payloads, and their one converter.
 
-Everything that crosses a socket or a file is one of these attrs classes (or a plain dict under
-`data` for families the hub only relays). They are unstructured with one cattrs converter and
-serialised with orjson, once per distinct payload.
+Payloads are attrs classes, turned into wire dicts and back by one cattrs converter (orjson
+preset): clients get typed events from it, TMI programs are written through it. The envelope
+sits on the hub's hot path, so it builds its dict by hand, in wire order, and every distinct
+payload is serialised with orjson exactly once.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
+from typing import Any, TypeVar
 
 import attrs
 import orjson
+from cattrs.errors import BaseValidationError
+from cattrs.gen import make_dict_unstructure_fn, override
 from cattrs.preconf.orjson import make_converter
+
+T = TypeVar("T")
 
 converter = make_converter(omit_if_default=False)
 
@@ -131,20 +136,28 @@ class TmiProgram:
 
     def to_data(self) -> dict[str, Any]:
         """The wire shape: GDP-only and optional keys appear only when they carry a value."""
-        out: dict[str, Any] = {
-            "program_id": self.program_id,
-            "program_type": self.program_type,
-            "airport": self.airport,
-            "start_time": self.start_time,
-            "end_time": self.end_time,
-            "reason": self.reason,
-            "status": self.status,
-        }
-        for key in ("program_rate", "avg_delay_min", "max_delay_min", "scope"):
-            value = getattr(self, key)
-            if value is not None:
-                out[key] = value
-        return out
+        data: dict[str, Any] = converter.unstructure(self)
+        return data
+
+
+converter.register_unstructure_hook(
+    TmiProgram,
+    make_dict_unstructure_fn(
+        TmiProgram, converter,
+        **{name: override(omit_if_default=True)
+           for name in ("program_rate", "avg_delay_min", "max_delay_min", "scope")},
+    ),
+)
+
+
+def structure_or_none(obj: Any, cls: type[T]) -> T | None:
+    """A payload class from a wire dict (extra keys ignored), or None when it does not fit."""
+    if not isinstance(obj, dict):
+        return None
+    try:
+        return converter.structure(obj, cls)
+    except (BaseValidationError, TypeError, ValueError, KeyError):
+        return None
 
 
 @attrs.define(slots=True)
