@@ -326,9 +326,9 @@ def replay(
                             help="System-tier API key for --to.", show_default=False),
     ca_file: str = CaFileOption,
     max_rate: float = typer.Option(
-        10.0, "--max-rate", min=0.0, envvar="SWIM_REPLAY_MAX_RATE",
-        help="Publishes per second at most (the hub's default inbound limit is 10/s per "
-        "connection); 0 = no client-side limit."),
+        1000.0, "--max-rate", min=0.0, envvar="SWIM_REPLAY_MAX_RATE",
+        help="Publishes per second at most (a hub takes 2,000/s from a system-tier key by "
+        "default); 0 = no client-side limit."),
     progress: bool = typer.Option(None, "--progress/--no-progress", envvar="SWIM_PROGRESS",
                                   help="Progress bar on stderr (default: on a terminal)."),
 ) -> None:
