@@ -1,7 +1,8 @@
 """`swimctl serve --demo`: a hub that needs no network and no setup.
 
 A throw-away SQLite key store with one developer key, the recorded VATSIM snapshots shipped in
-the package played in a loop as the feed, and a sample ground stop at KJFK, so
+the package played in a loop as the feed (stamped with the time they are played, so feed age
+and event times read as live), and a sample ground stop at KJFK, so
 `swimctl tail --airport KJFK` shows live traffic within seconds.
 """
 
@@ -55,7 +56,8 @@ def issue_sample_ground_stop(hub: Hub, now: dt.datetime | None = None) -> str:
 
 def banner(url: str, api_key: str) -> str:
     return (
-        "\nswimctl demo hub is running (recorded VATSIM traffic, looping; Ctrl-C stops it).\n"
+        "\nswimctl demo hub is running: recorded VATSIM traffic (2023-08-07), replayed in a "
+        "loop as if live; Ctrl-C stops it.\n"
         f"  demo API key: {api_key}\n"
         "  watch KJFK in another terminal:\n"
         f"    swimctl tail --url {url} --key {api_key} --airport KJFK\n"

@@ -7,6 +7,7 @@ import logging
 import signal
 import ssl
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import attrs
@@ -30,6 +31,7 @@ class ServeOptions:
     feed: str | None = None
     feed_interval: float = 15.0
     feed_loop: bool = False
+    feed_as_live: bool = False  # recorded snapshots shown as happening now (the demo)
     record_dir: str | None = None
     metrics_port: int | None = None
     handle_signals: bool = False
@@ -114,7 +116,8 @@ async def run_service(opts: ServeOptions, *, task_status: Any = trio.TASK_STATUS
         if opts.feed:
             from swimctl.sources.feed import run_feed
 
-            await nursery.start(run_feed, hub, opts.feed, opts.feed_interval, opts.feed_loop)
+            await nursery.start(partial(run_feed, hub, opts.feed, opts.feed_interval,
+                                        opts.feed_loop, as_live=opts.feed_as_live))
         if opts.metrics_port is not None:
             from swimctl.metrics import MetricsServer
 

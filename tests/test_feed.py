@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 import trio
 
+from swimctl.model import parse_ts
 from swimctl.sources.feed import run_feed, safe_url
 
 FIXTURES = Path(__file__).parent / "fixtures" / "vatsim"
@@ -99,6 +100,22 @@ async def test_directory_replay(tmp_path: Path) -> None:
     positions = [c[1] for c in hub.calls if c[0] == "replace_positions"]
     assert [len(p) for p in positions] == [754, 758]
     assert not hub.events("flight.deleted")
+
+
+async def test_recorded_snapshots_played_as_live(tmp_path: Path) -> None:
+    """The demo's mode: same detection, but times are the wall clock of playing."""
+    shutil.copy(FIXTURES / SNAP_A, tmp_path)
+    shutil.copy(FIXTURES / SNAP_B, tmp_path)
+    hub = FakeHub()
+    before = dt.datetime.now(dt.UTC)
+    await run_feed(hub, str(tmp_path), interval=0, as_live=True)
+    after = dt.datetime.now(dt.UTC)
+    assert all(before <= u <= after for u in hub.updates())
+    departed = hub.events("flight.departed")
+    assert {d["callsign"] for _, d, _ in departed} == {"AIE701", "EUR1EM"}
+    for _, data, stamp in departed:
+        assert data["off_utc"] == stamp
+        assert before - dt.timedelta(seconds=1) <= parse_ts(stamp) <= after
 
 
 async def test_directory_loop_replays_with_later_times(tmp_path: Path) -> None:

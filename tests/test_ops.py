@@ -18,6 +18,7 @@ import trio
 import trustme
 from trio_websocket import ConnectionTimeout, open_websocket_url
 
+from swimctl.model import parse_ts, utc_now
 from tests.conftest import StartHub, recv, recv_until, request
 
 SWIMCTL = [sys.executable, "-m", "swimctl"]
@@ -130,6 +131,10 @@ def test_json_log_format_and_demo_delivers_a_departure(tmp_path: Path) -> None:
         started = time.monotonic()
         departed = trio.run(watch)
         assert "KJFK" in (departed["data"]["dep"], departed["data"]["arr"])
+        # recorded traffic played as live: stamped with the time it was played
+        played = parse_ts(departed["timestamp"])
+        assert abs((utc_now() - played).total_seconds()) < 60
+        assert departed["data"]["off_utc"] == departed["timestamp"]
         assert time.monotonic() - started < 40
     finally:
         proc.terminate()

@@ -100,7 +100,7 @@ def serve(
     options = ServeOptions(
         config=config, events_file=events_file, feed=feed, feed_interval=feed_interval,
         feed_loop=feed_loop, record_dir=record, handle_signals=True,
-        metrics_port=metrics_port, on_ready=on_ready,
+        metrics_port=metrics_port, on_ready=on_ready, feed_as_live=demo,
     )
     try:
         trio.run(run_service, options)

@@ -29,6 +29,7 @@ import trio
 from swimctl import __version__
 from swimctl.detect import Cycle, Detector, FeedError, parse_snapshot, snapshot_time
 from swimctl.geo import load_geo
+from swimctl.model import format_ts
 
 __all__ = ["VATSIM_URL", "FeedHub", "run_feed"]
 
@@ -75,6 +76,7 @@ async def run_feed(
     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
     timeout: float = 20.0,
     retry_base: float = 1.0,
+    as_live: bool = False,
 ) -> None:
     """Run the feed named by `spec` until cancelled (or, for files, until played out).
 
@@ -89,7 +91,7 @@ async def run_feed(
     """
     geo = await trio.to_thread.run_sync(load_geo)
     detector = Detector(geo)
-    runner = _Runner(hub, detector, interval, retry_base)
+    runner = _Runner(hub, detector, interval, retry_base, as_live)
     if spec == "vatsim" or spec.startswith(("http://", "https://")):
         url = VATSIM_URL if spec == "vatsim" else spec
         await runner.run_http(url, timeout, task_status)
@@ -175,11 +177,22 @@ def _decode_and_detect(
     return cycle
 
 
+def _played_now(data: dict[str, Any], stamp: str, now: str) -> tuple[dict[str, Any], str]:
+    """An event of a recorded cycle re-stamped to `now` (its off/in times with it)."""
+    moved = {key: now for key in ("off_utc", "in_utc") if data.get(key) == stamp}
+    return ({**data, **moved} if moved else data), now
+
+
 class _Runner:
     """State shared by the source kinds: the detector, the hub, failure accounting."""
 
-    def __init__(self, hub: FeedHub, detector: Detector, interval: float, retry_base: float):
+    def __init__(self, hub: FeedHub, detector: Detector, interval: float, retry_base: float,
+                 as_live: bool = False):
         self.hub = hub
+        # Recorded traffic shown as happening now (the demo): event times and the feed time
+        # are the wall clock when a cycle is played; detection itself keeps the recorded
+        # times, so vertical rates and state changes stay true to the recording.
+        self.as_live = as_live
         self.detector = detector
         self.interval = max(0.0, interval)
         self.retry_base = max(0.001, retry_base)
@@ -220,16 +233,21 @@ class _Runner:
             return
         hub = self.hub
         hub.replace_positions(cycle.positions)
+        update_time = cycle.update_time
+        if self.as_live:
+            update_time = dt.datetime.now(dt.UTC)
         for n, (etype, data, stamp) in enumerate(cycle.events, 1):
+            if self.as_live:
+                data, stamp = _played_now(data, stamp, format_ts(update_time))
             try:
                 hub.publish(etype, data, timestamp=stamp)
             except Exception:
                 log.exception("hub refused a %s event", etype)
             if n % PUBLISH_BATCH == 0:
                 await trio.sleep(0)
-        hub.feed_updated(cycle.update_time)
+        hub.feed_updated(update_time)
         self.cycles += 1
-        age = (dt.datetime.now(dt.UTC) - cycle.update_time).total_seconds()
+        age = (dt.datetime.now(dt.UTC) - update_time).total_seconds()
         log.info(
             "feed %s: snapshot %s, age %.1fs, %d pilots (%d skipped), %d events",
             source,
