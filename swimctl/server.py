@@ -43,6 +43,7 @@ from swimctl.protocol import (
 )
 from swimctl.session import TokenBucket, ViolationWindow
 from swimctl.transport import Outbox, OutboxStream
+from swimctl.wsframe import text_frame
 
 log = logging.getLogger("swimctl.server")
 
@@ -180,8 +181,6 @@ class HubServer:
     async def _refuse(
         self, ws: WebSocketConnection, outbox: Outbox, code: str, message: str, close: int
     ) -> None:
-        from swimctl.wsframe import text_frame
-
         outbox.push(text_frame(error_reply(code, message)))
         with trio.move_on_after(self.config.close_timeout):
             await ws.aclose(close, message[:120])
