@@ -17,9 +17,8 @@ from pathlib import Path
 from typing import IO, Any
 
 import attrs
-import orjson
 
-from swimctl.model import Envelope, EnvelopeError, dumps, envelope_from_obj
+from swimctl.model import Envelope, EnvelopeError, dumps, envelope_from_line
 from swimctl.sources.events_file import LineSplitter
 
 READ_CHUNK = 1 << 16
@@ -220,15 +219,6 @@ class GzipDecoder:
         return out
 
 
-def _parse_event(line: bytes) -> Envelope:
-    """Like events_file.parse_line, but keeps `seq` (a recording should say where it was)."""
-    try:
-        obj = orjson.loads(line)
-    except orjson.JSONDecodeError as exc:
-        raise EnvelopeError(f"not JSON ({exc.msg})") from None
-    return envelope_from_obj(obj)
-
-
 def decode_events(
     chunks: Iterable[bytes], report: ReadReport, *, gz: bool = False
 ) -> Iterator[tuple[int, Envelope]]:
@@ -246,7 +236,7 @@ def decode_events(
             if not line.strip():
                 continue
             try:
-                env = _parse_event(line)
+                env = envelope_from_line(line)
             except EnvelopeError as exc:
                 report.add_bad(line_no, str(exc))
                 continue
@@ -278,7 +268,7 @@ def decode_events(
         line_no += 1
         report.lines += 1
         try:
-            env = _parse_event(tail)
+            env = envelope_from_line(tail)
         except EnvelopeError as exc:
             report.add_bad(line_no, f"truncated last line ({exc})")
         else:

@@ -21,18 +21,12 @@ from pathlib import Path
 import attrs
 import orjson
 
+from swimctl.filters import normalize_artcc  # one spelling of ARTCC ids
+
 __all__ = ["Airport", "Geo", "load_geo", "normalize_artcc"]
 
 NM_PER_DEG_LAT = 60.0  # one minute of latitude is one nautical mile
 _BAND_DEG = 1.0  # latitude band of the per-feature edge index
-
-
-def normalize_artcc(code: str) -> str:
-    """Our spelling of an ARTCC/FIR id: upper case, and a US `KZxx` becomes `Zxx`."""
-    code = code.strip().upper()
-    if len(code) == 4 and code.startswith("KZ"):
-        return code[1:]
-    return code
 
 
 @attrs.frozen(slots=True)

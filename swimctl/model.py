@@ -213,6 +213,15 @@ def envelope_from_obj(obj: Any) -> Envelope:
     return Envelope(type=etype, timestamp=timestamp, data=data, seq=seq, event_id=event_id)
 
 
+def envelope_from_line(line: bytes | str) -> Envelope:
+    """One event-file line (PROTOCOL.md section 7) to an envelope, or EnvelopeError."""
+    try:
+        obj = orjson.loads(line)
+    except orjson.JSONDecodeError as exc:
+        raise EnvelopeError(f"not JSON ({exc.msg})") from None
+    return envelope_from_obj(obj)
+
+
 def is_event_type(name: str) -> bool:
     """A concrete event type: `family.something` with a known family and no wildcard."""
     family, dot, rest = name.partition(".")

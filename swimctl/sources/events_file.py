@@ -17,7 +17,7 @@ import attrs
 import orjson
 import trio
 
-from swimctl.model import EnvelopeError, envelope_from_obj
+from swimctl.model import EnvelopeError, envelope_from_line
 
 log = logging.getLogger("swimctl.events_file")
 
@@ -69,17 +69,6 @@ class LineSplitter:
             start = end + 1
         del self.buffer[:start]
         return out
-
-
-def parse_line(line: bytes) -> dict[str, Any]:
-    """One event-file line to publish arguments; raises EnvelopeError when it is not one."""
-    try:
-        obj = orjson.loads(line)
-    except orjson.JSONDecodeError as exc:
-        raise EnvelopeError(f"not JSON ({exc.msg})") from None
-    env = envelope_from_obj(obj)
-    return {"event_type": env.type, "data": env.data, "timestamp": env.timestamp,
-            "event_id": env.event_id}
 
 
 @attrs.define
@@ -172,14 +161,13 @@ class EventsFileFollower:
             self.state.offset += consumed
             if line.strip():
                 try:
-                    args = parse_line(line)
+                    env = envelope_from_line(line)
                 except EnvelopeError as exc:
                     self.stats.bad_lines += 1
                     log.warning("events file %s: bad line skipped (%s)", self.path, exc)
                 else:
                     _, duplicate = self.hub.publish(
-                        args["event_type"], args["data"], timestamp=args["timestamp"],
-                        event_id=args["event_id"],
+                        env.type, env.data, timestamp=env.timestamp, event_id=env.event_id
                     )
                     self.stats.duplicates += duplicate
                     self.stats.published += not duplicate
