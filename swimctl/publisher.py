@@ -19,6 +19,7 @@ import trio
 from trio_websocket import ConnectionClosed, HandshakeError, WebSocketConnection
 
 from swimctl.client import SwimError, open_websocket
+from swimctl.session import TokenBucket
 
 REPLY_TIMEOUT = 15.0
 FATAL_CODES = ("AUTH_FAILED", "FORBIDDEN", "CONNECTION_LIMIT")
@@ -140,25 +141,16 @@ async def publish_once(session: HubSession, body: dict[str, Any],
         raise HubError(code, str(reply.get("message", "")))
 
 
-class TokenBucket:
-    """Client-side pacing so a fast replay stays under the hub's inbound limit."""
+class Pacer:
+    """Client-side pacing so a fast replay stays under the hub's inbound limit: the hub's own
+    token bucket, waited on instead of refused. A rate of 0 means no pacing."""
 
     def __init__(self, rate: float, burst: float) -> None:
-        self.rate = rate
-        self.burst = burst
-        self.tokens = burst
-        self.stamp: float | None = None  # set on first use, inside trio.run
+        self.bucket = TokenBucket(rate, burst) if rate > 0 else None
 
     async def take(self) -> None:
-        if self.rate <= 0:
+        bucket = self.bucket
+        if bucket is None:
             return
-        if self.stamp is None:
-            self.stamp = trio.current_time()
-        while True:
-            now = trio.current_time()
-            self.tokens = min(self.burst, self.tokens + (now - self.stamp) * self.rate)
-            self.stamp = now
-            if self.tokens >= 1.0:
-                self.tokens -= 1.0
-                return
-            await trio.sleep((1.0 - self.tokens) / self.rate)
+        while not bucket.take():
+            await trio.sleep((1.0 - bucket.tokens) / bucket.rate)

@@ -31,7 +31,7 @@ from swimctl.publisher import (
     FATAL_CODES,
     HubError,
     HubSession,
-    TokenBucket,
+    Pacer,
     connect,
     publish_body,
     publish_once,
@@ -89,7 +89,7 @@ class HubSink:
     def __init__(self, url: str, key: str, ca_file: str | None, max_rate: float,
                  stats: ReplayStats) -> None:
         self.url, self.key, self.ca_file = url, key, ca_file
-        self.bucket = TokenBucket(max_rate, max(1.0, min(20.0, max_rate * 2)))
+        self.bucket = Pacer(max_rate, max(1.0, min(20.0, max_rate * 2)))
         self.stats = stats
         self.stack = AsyncExitStack()
         self.session: HubSession | None = None
