@@ -209,23 +209,25 @@ class HubServer:
                 continue
             error = self._handle(client, message, bucket)
             if error is not None:
-                self.hub.send(client, error)
-                if b'"INTERNAL_ERROR"' in error:
-                    continue  # our fault, not the client's: never a strike toward 4003
+                self.hub.send(client, error_reply(error.code, error.message, error.request_id))
                 if strikes.record():
                     log.info("closing %s: repeated protocol violations", client.client_id)
                     client.request_close(CLOSE_VIOLATIONS, "repeated protocol violations")
 
-    def _handle(self, client: Client, message: str | bytes, bucket: TokenBucket) -> bytes | None:
-        """Answer one client message; returns an error reply, or None when all went well."""
+    def _handle(
+        self, client: Client, message: str | bytes, bucket: TokenBucket
+    ) -> ProtocolError | None:
+        """Answer one client message. Returns the client's mistake, which the caller answers
+        and counts toward 4003; None when all went well or the fault was ours
+        (INTERNAL_ERROR is answered here and never counts against the client)."""
         if not bucket.take():
-            return error_reply(RATE_LIMITED, "over the message rate limit; slow down",
-                               request_id_of(message))
+            return ProtocolError(RATE_LIMITED, "over the message rate limit; slow down",
+                                 request_id_of(message))
         limit = self.config.max_message_bytes
         size = len(message)
         if size > limit or (isinstance(message, str) and size * 4 > limit
                             and len(message.encode("utf-8", "surrogatepass")) > limit):
-            return error_reply(MESSAGE_TOO_LARGE, f"messages are limited to {limit} bytes")
+            return ProtocolError(MESSAGE_TOO_LARGE, f"messages are limited to {limit} bytes")
         request_id: Any = MISSING
         try:
             req = parse_request(message, self.hub.airport_artcc)
@@ -244,13 +246,14 @@ class HubServer:
                                               req.request_id))
             elif isinstance(req, Publish):
                 if client.tier != "system":
-                    return error_reply(FORBIDDEN, "publish needs a system-tier key",
-                                       req.request_id)
+                    return ProtocolError(FORBIDDEN, "publish needs a system-tier key",
+                                         req.request_id)
                 hub.handle_publish(client, req)
         except ProtocolError as exc:
-            return error_reply(exc.code, exc.message, exc.request_id)
+            return exc
         except Exception:
             log.exception("internal error answering %s", client.client_id)
-            return error_reply(INTERNAL_ERROR, "the hub could not handle this request",
-                               request_id)
+            self.hub.send(client, error_reply(INTERNAL_ERROR,
+                                              "the hub could not handle this request",
+                                              request_id))
         return None
