@@ -42,10 +42,10 @@ from swimctl.session import (
     PositionIndex,
     Subscriptions,
     airport_keys,
-    routing_generation,
     slice_records,
 )
 from swimctl.stream import EventStream, StreamEvent
+from swimctl.targets import TargetCache, TargetPlan
 from swimctl.tmi import TmiBook, TmiError, validate_program
 from swimctl.transport import CONTROL, EVENT, Outbox
 from swimctl.transport import POSITIONS as POSITIONS_KIND
@@ -53,8 +53,6 @@ from swimctl.wsframe import text_frame
 
 log = logging.getLogger("swimctl.hub")
 
-_Target = tuple["Client", Outbox, Any]  # (client, its outbox, its fast route for one type)
-_Targets = tuple[list[_Target], list[_Target], dict[str, list[_Target]]]
 
 
 @attrs.define(eq=False)
@@ -106,6 +104,7 @@ class HubStats:
 
     fanout: Histogram = attrs.field(factory=Histogram)
     bytes_sent_closed: int = 0  # bytes sent by connections that have gone
+    direct_bytes: int = 0  # bytes of events written by fan-out's fast path (targets.py)
 
     events: Counter[str] = attrs.field(factory=Counter)
     deliveries: int = 0
@@ -147,10 +146,7 @@ class Hub:
         self.feed_time: dt.datetime | None = None
         self.on_event: list[Callable[[StreamEvent], None]] = []  # recorders, metrics
         self.shutting_down = False
-        # Fan-out targets per event type, valid while the routing generation holds and no
-        # client comes or goes (admit/remove reset the stamp).
-        self._target_stamp: tuple[int, int] | None = None
-        self._target_cache: dict[str, _Targets] = {}
+        self._targets = TargetCache()  # fan-out plans per event type
 
     # -- clients -----------------------------------------------------------------------------
 
@@ -164,14 +160,14 @@ class Hub:
             return False
         peers.add(client)
         self.clients[client.client_id] = client
-        self._target_stamp = None  # who is subscribed to what has changed
+        self._targets.reset()  # who is subscribed to what has changed
         return True
 
     def remove(self, client: Client) -> None:
         if self.clients.pop(client.client_id, None) is None:
             return
         self.stats.bytes_sent_closed += client.outbox.bytes_sent
-        self._target_stamp = None
+        self._targets.reset()
         peers = self.by_key.get(client.key_id)
         if peers is not None:
             peers.discard(client)
@@ -251,82 +247,70 @@ class Hub:
 
     def _fan_out(self, event: StreamEvent) -> None:
         frame, etype, data = event.frame, event.type, event.data
-        size = len(frame)
-        # Every filter passes these (Filter.accepts). For the rest, a route made only of
-        # airport filters is one set (fast_route), tested against the event's airports once.
-        pass_all = etype.startswith("system.") or etype == "tmi.active"
-        keys = None if pass_all else airport_keys(data)
-        write = os.write
-        delivered = 0
-        everyone, general, by_airport = self._targets(etype)
-        if pass_all or keys is None or not by_airport:
-            targets = everyone
+        plan = self._targets.plan(etype, self.clients)
+        delivered = self._write_unfiltered(plan, frame)
+        if not plan.filtered:
+            self.stats.deliveries += delivered
+            return
+        # A route made only of airport filters is one set (fast_route), tested against the
+        # event's airports once; plans list such clients under each of their airports.
+        keys = airport_keys(data)
+        if keys is None or not plan.by_airport:
+            targets = plan.filtered
         elif len(keys) == 1:
             [code] = keys
-            targets = general + by_airport.get(code, [])
+            targets = plan.general + plan.by_airport.get(code, [])
         else:  # a client whose airports hold both dep and arr is listed under each: once
-            hits = {id(t[0]): t for code in keys for t in by_airport.get(code, ())}
-            targets = general + list(hits.values())
+            hits = {id(t[0]): t for code in keys for t in plan.by_airport.get(code, ())}
+            targets = plan.general + list(hits.values())
         for client, outbox, route in targets:
-            if route is not ALL and not pass_all:
-                if type(route) is frozenset:
-                    if keys is not None and route.isdisjoint(keys):
-                        continue
-                elif not any(f.accepts(etype, data) for f in route):
+            if type(route) is frozenset:
+                if keys is not None and route.isdisjoint(keys):
                     continue
+            elif not any(f.accepts(etype, data) for f in route):
+                continue
             delivered += 1
             client.messages_sent += 1
-            if outbox.direct:
-                # Outbox.push's first step, inline: the shared frame straight to the socket.
-                try:
-                    sent = write(outbox.fd, frame)  # type: ignore[arg-type]
-                except BlockingIOError:
-                    sent = 0
-                except OSError:
-                    sent = -1  # push retries, meets the error and marks the outbox broken
-                if sent == size:
-                    outbox.bytes_sent += size
-                    outbox.frames_sent += 1
-                    continue
-                ok = outbox.wrote(frame, sent, EVENT) if sent >= 0 else outbox.push(frame, EVENT)
-            else:
-                ok = outbox.push(frame, EVENT)
-            if not ok:
+            if not outbox.push(frame, EVENT):
                 self._slow_consumer(client)
         self.stats.deliveries += delivered
 
-    def _targets(self, etype: str) -> _Targets:
-        """Who is subscribed to `etype`, as (client, outbox, fast route): everyone, those
-        whose route is not airport-only, and the airport-only ones under each of their
-        airports. Cached until a client comes, goes or changes its subscriptions, so fan-out
-        skips unsubscribed clients, per-client route lookups, and airport filters that cannot
-        match. Clients reach the registry right after they are made (server.py), so a new
-        client always changes the routing generation after the cache was last built."""
-        stamp = (routing_generation(), len(self.clients))
-        cache: dict[str, _Targets]
-        if self._target_stamp == stamp:
-            cache = self._target_cache
-        else:
-            cache = self._target_cache = {}
-            self._target_stamp = stamp
-        plan = cache.get(etype)
-        if plan is None:
-            everyone: list[_Target] = []
-            general: list[_Target] = []
-            by_airport: dict[str, list[_Target]] = {}
-            for client in self.clients.values():
-                route = client.subs.fast_route(etype)
-                if route is None:
-                    continue
-                target = (client, client.outbox, route)
-                everyone.append(target)
-                if type(route) is frozenset:
-                    for code in route:
-                        by_airport.setdefault(code, []).append(target)
-                else:
-                    general.append(target)
-            plan = cache[etype] = (everyone, general, by_airport)
-        return plan
+    def _write_unfiltered(self, plan: TargetPlan, frame: bytes) -> int:
+        """The shared frame to every client that takes all events of the type: a plain
+        non-blocking write per file descriptor while the kernel buffers have room; a client
+        whose write falls short (or that was already backlogged) goes through its outbox."""
+        if not plan.fast_ready():
+            plan.rebuild_fast()
+        size = len(frame)
+        write = os.write
+        short: list[tuple[int, int]] | None = None
+        fds = plan.fast_fds
+        for fd in fds:
+            try:
+                sent = write(fd, frame)
+            except BlockingIOError:
+                sent = 0
+            except OSError:
+                sent = -1  # push retries, meets the error and marks the outbox broken
+            if sent != size:
+                if short is None:
+                    short = []
+                short.append((fd, sent))
+        plan.fast_events += 1
+        written = len(fds)
+        if short:
+            written -= len(short)
+            for fd, sent in short:
+                client, outbox, _ = plan.fast_by_fd[fd]
+                ok = outbox.wrote(frame, sent, EVENT) if sent >= 0 else outbox.push(frame, EVENT)
+                if not ok:
+                    self._slow_consumer(client)
+        self.stats.direct_bytes += written * size
+        for client, outbox, _ in plan.slow:
+            client.messages_sent += 1
+            if not outbox.push(frame, EVENT):
+                self._slow_consumer(client)
+        return len(fds) + len(plan.slow)
 
     def _fan_out_positions(self, event: StreamEvent) -> None:
         """Each client gets the positions its filters accept; each distinct slice is encoded
@@ -485,7 +469,7 @@ class Hub:
             "client_id": client.client_id,
             "connected_at": client.connected_at,
             "subscriptions": list(client.subs.patterns),
-            "messages_sent": client.messages_sent,
+            "messages_sent": self._targets.messages_sent(client),
             "filters": client.subs.echo(),
             "tier": client.tier,
             "epoch": self.stream.epoch,

@@ -57,7 +57,8 @@ class HubCollector(Collector):
         yield CounterMetricFamily("swim_deliveries", "Event frames handed to clients",
                                   value=stats.deliveries)
         yield CounterMetricFamily("swim_sent_bytes", "Bytes written to client sockets",
-                                  value=stats.bytes_sent_closed + live_bytes)
+                                  value=stats.bytes_sent_closed + stats.direct_bytes
+                                  + live_bytes)
         hist = stats.fanout
         buckets: list[tuple[str, float]] = []
         running = 0

@@ -24,6 +24,19 @@ POSITIONS = 2  # positions batches: state, so a newer batch replaces a queued ol
 
 WRITEV_CHUNKS = 128  # chunks gathered into one writev by the writer (IOV_MAX is 1024)
 
+_demotions = 0  # bumped whenever any outbox stops being `direct`
+
+
+def demotion_count() -> int:
+    """Changes whenever any outbox leaves the direct state: a list of file descriptors taken
+    from direct outboxes (targets.TargetPlan) may be written to while this stays the same."""
+    return _demotions
+
+
+def _demoted() -> None:
+    global _demotions
+    _demotions += 1
+
 
 class Outbox:
     """Unsent bytes of one connection, bounded; `push` never waits.
@@ -33,7 +46,7 @@ class Outbox:
     """
 
     __slots__ = ("_accept", "_chunks", "_drained", "_head_sent", "_kinds", "_wakeup", "broken",
-                 "bytes_sent", "direct", "fd", "frames_sent", "limit", "queued_bytes", "stream")
+                 "bytes_sent", "direct", "fd", "limit", "queued_bytes", "stream")
 
     def __init__(self, stream: trio.abc.Stream, fd: int | None, limit: int) -> None:
         self.stream = stream
@@ -43,8 +56,7 @@ class Outbox:
         self._kinds: deque[int] | None = None
         self._head_sent = 0  # bytes of _chunks[0] already written
         self.queued_bytes = 0
-        self.bytes_sent = 0
-        self.frames_sent = 0
+        self.bytes_sent = 0  # through this outbox; fan-out's fast path counts in HubStats
         self.broken = False
         self._accept = True
         # True while an event may be written straight to the socket (plain TCP, open, taking
@@ -63,8 +75,11 @@ class Outbox:
         self._update_direct()
 
     def _update_direct(self) -> None:
-        self.direct = (self.fd is not None and not self.broken and self._accept
-                       and not self._chunks)
+        direct = (self.fd is not None and not self.broken and self._accept
+                  and not self._chunks)
+        if self.direct and not direct:
+            _demoted()
+        self.direct = direct
 
     # -- producers ---------------------------------------------------------------------------
 
@@ -93,7 +108,6 @@ class Outbox:
         hub's fan-out while `direct`); queue the rest. Returns what `push` returns."""
         self.bytes_sent += sent
         if sent == len(data):
-            self.frames_sent += 1
             return True
         # A partly written chunk must go out whole (CONTROL: never dropped or replaced).
         self._queue(data, CONTROL if sent else kind)
@@ -108,7 +122,9 @@ class Outbox:
         self._chunks.append(data)
         self._kinds.append(kind)
         self.queued_bytes += len(data)
-        self.direct = False
+        if self.direct:
+            self.direct = False
+            _demoted()
         self._wakeup.set()
 
     def _drop_queued_positions(self) -> None:
@@ -140,7 +156,9 @@ class Outbox:
 
     def _break(self) -> None:
         self.broken = True
-        self.direct = False
+        if self.direct:
+            self.direct = False
+            _demoted()
         if self._chunks is not None and self._kinds is not None:
             self._chunks.clear()
             self._kinds.clear()
@@ -176,7 +194,6 @@ class Outbox:
                     self._break()
                     return
                 self.bytes_sent += len(chunk)
-                self.frames_sent += 1
 
     async def _write_direct(self, fd: int) -> None:
         """Write the backlog with `writev`, up to WRITEV_CHUNKS whole chunks per system call:
@@ -208,7 +225,6 @@ class Outbox:
             while chunks and left >= len(chunks[0]):
                 left -= len(chunks.popleft())
                 kinds.popleft()
-                self.frames_sent += 1
             self._head_sent = left
 
     async def drained(self) -> None:

@@ -375,3 +375,64 @@ async def test_airport_index_delivers_once_and_only_to_matching_clients(
                     break
                 seen.append(msg["data"]["callsign"])
             assert seen == expected[name], name
+
+
+# -- the per-type fast list of file descriptors (targets.py) --------------------------------------
+
+
+async def test_a_backlog_made_by_a_reply_is_never_overtaken_by_the_fast_list(
+    start_hub: StartHub,
+) -> None:
+    """A client already in a plan's fast list falls behind through a reply, not through
+    fan-out. Events published after that must queue behind the reply, not jump ahead of it
+    with a direct write; once the backlog drains, events flow again, in order."""
+    hub = await start_hub(outbox_limit=64 << 20)
+    client = await raw_subscribed(hub, ["ctp.*"], rcvbuf=4096)
+    other = await raw_subscribed(hub, ["ctp.*"])
+    hub.hub.publish("ctp.load", {"i": 0})  # builds the plan: both clients in the fast list
+    target = next(c for c in hub.hub.clients.values() if c.outbox.fd is not None
+                  and c.subs.patterns and c.outbox.direct)
+    big = orjson.dumps({"type": "filler", "pad": "r" * 2_000_000})
+    for c in hub.hub.clients.values():
+        hub.hub.send(c, big)  # far more than the socket buffers: a backlog for each
+    assert not target.outbox.direct
+    for n in range(1, 40):
+        hub.hub.publish("ctp.load", {"i": n, "pad": PAD})
+    for raw in (client, other):
+        seen: list[Any] = []
+        with trio.fail_after(20):
+            while len(seen) < 41:
+                msg = await raw.message()
+                seen.append(msg["data"]["i"] if msg["type"] == "ctp.load" else msg["type"])
+        assert seen == [0, "filler", *range(1, 40)]
+    with trio.fail_after(10):  # drained: direct again, and later events still arrive in order
+        while not all(c.outbox.direct for c in hub.hub.clients.values()):
+            await trio.sleep(0.01)
+    for n in range(40, 60):
+        hub.hub.publish("ctp.load", {"i": n})
+    for raw in (client, other):
+        with trio.fail_after(10):
+            assert [(await raw.message())["data"]["i"] for _ in range(20)] == list(range(40, 60))
+
+
+async def test_status_counts_every_message_the_fast_list_wrote(start_hub: StartHub) -> None:
+    """The fast path counts events per plan, not per client; `status` still shows exactly
+    what the client was sent, before and after the plans are rebuilt."""
+    hub = await start_hub()
+    async with hub.connect("system") as ws:
+        await request(ws, {"action": "subscribe", "channels": ["ctp.*", "flight.*"]})
+        for n in range(7):
+            hub.hub.publish("ctp.load", {"i": n})
+        hub.hub.publish("flight.departed", {"callsign": "DAL1", "dep": "KJFK"})
+        for _ in range(8):
+            assert "." in (await recv(ws))["type"]
+        status = await request(ws, {"action": "status"})
+        assert status["data"]["messages_sent"] == 8
+        # A new subscription rebuilds the plans (their counts are folded into the client).
+        await request(ws, {"action": "subscribe", "channels": ["ctp.*"]})
+        for n in range(3):
+            hub.hub.publish("ctp.load", {"i": n})
+        for _ in range(3):
+            await recv(ws)
+        status = await request(ws, {"action": "status"})
+        assert status["data"]["messages_sent"] == 11
