@@ -17,6 +17,9 @@ from typing import Any
 import trio
 from workload import Vatsim, small_event, stamp
 
+from swimctl.model import Envelope, format_ts
+from swimctl.wsframe import text_frame
+
 MARK = "system.mark"
 
 
@@ -48,11 +51,13 @@ async def _control(pipe: Connection, handle: Any, key: str) -> None:
             continue
         phase, params = args
         hub.stats.fanout_seconds.clear()
+        steps0 = hub.stats.fanout.count
         started = time.perf_counter()
         cpu0 = time.process_time()
         fan: dict[str, list[float]] = {"event": [], "positions": []}
         sync_cpu = 0.0
         published = 0
+        short_writes = 0  # floor only: a short write there would break the framing
         if cmd == "blast":
             for i in range(params["count"]):
                 t0 = time.thread_time()
@@ -71,6 +76,29 @@ async def _control(pipe: Connection, handle: Any, key: str) -> None:
                 sync_cpu += time.thread_time() - t0
                 published += 1
             fan["event"] = list(hub.stats.fanout_seconds)
+        elif cmd == "floor":
+            # The paced events again, written by a bare loop (one os.write per connection,
+            # no hub code at all) to the same sockets: what any server that makes one system
+            # call per delivery costs on this machine, with these clients, in this run.
+            rate, count = params["rate"], params["count"]
+            fds = [c.outbox.fd for c in hub.clients.values() if c.outbox.fd is not None]
+            write = os.write
+            t_start = trio.current_time()
+            for i in range(count):
+                await trio.sleep_until(t_start + i / rate)
+                t0 = time.thread_time()
+                w0 = time.perf_counter()
+                frame = text_frame(Envelope("flight.departed", format_ts(),
+                                            stamp(small_event(i))).encode())
+                for fd in fds:
+                    try:
+                        if write(fd, frame) != len(frame):
+                            short_writes += 1
+                    except BlockingIOError:
+                        short_writes += 1
+                fan["event"].append(time.perf_counter() - w0)
+                sync_cpu += time.thread_time() - t0
+                published += 1
         elif cmd == "vatsim":
             for _ in range(params["cycles"]):
                 t_cycle = trio.current_time()
@@ -81,15 +109,20 @@ async def _control(pipe: Connection, handle: Any, key: str) -> None:
                 hub.stats.fanout_seconds.clear()
                 for etype, data in vatsim.lifecycle():
                     hub.publish(etype, stamp(data))
+                hub.flush()  # what the coalescer would do a window later: time it here
                 fan["event"].extend(hub.stats.fanout_seconds)
                 sync_cpu += time.thread_time() - t0
                 published += 31
                 await trio.sleep_until(t_cycle + params["interval"])
+        hub.flush()  # anything still held by coalescing goes before the mark
+        steps = hub.stats.fanout.count - steps0
         backlogged = sum(1 for c in hub.clients.values() if c.outbox.depth)
         hub.publish(MARK, {"phase": phase})
         pipe.send(("done", {
             "backlogged_at_end": backlogged,  # connections with frames queued in user space
             "published": published,
+            "fanout_steps": steps,
+            "short_writes": short_writes,  # fewer than published when bursts were coalesced
             "elapsed": time.perf_counter() - started,
             "publish_cpu": sync_cpu,
             "fanout_event": _quantiles(fan["event"]),

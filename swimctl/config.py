@@ -32,6 +32,9 @@ class HubConfig:
     # Protocol violations tolerated inside `violation_window` seconds before close 4003.
     violation_limit: int = 20
     violation_window: float = 60.0
+    # Events published within this many seconds of the last fan-out are written together
+    # (one system call per client per run); 0 writes every event on its own.
+    coalesce_window: float = 0.001
     handshake_timeout: float = 10.0
     close_timeout: float = 2.0
     dedupe_size: int = 100_000

@@ -53,6 +53,11 @@ from swimctl.wsframe import text_frame
 
 log = logging.getLogger("swimctl.hub")
 
+# Coalescing caps a run of held events: one write per client stays small beside the outbox
+# bound and the kernel buffers, and a burst never waits for a full window.
+COALESCE_MAX_EVENTS = 128
+COALESCE_MAX_BYTES = 64 * 1024
+
 
 
 @attrs.define(eq=False)
@@ -147,11 +152,17 @@ class Hub:
         self.on_event: list[Callable[[StreamEvent], None]] = []  # recorders, metrics
         self.shutting_down = False
         self._targets = TargetCache()  # fan-out plans per event type
+        self._coalescing = False  # True while run_coalescer runs
+        self._pending: list[StreamEvent] = []  # published, held for the next fan-out
+        self._pending_bytes = 0
+        self._pending_ready = trio.Event()
+        self._last_fan_out = float("-inf")  # trio time at the end of the last fan-out
 
     # -- clients -----------------------------------------------------------------------------
 
     def admit(self, client: Client) -> bool:
         """Register a client unless its key is at its tier's connection cap."""
+        self.flush()
         cap = self.config.tier_caps.get(client.tier, 0)
         peers = self.by_key.setdefault(client.key_id, set())
         if len(peers) >= cap:
@@ -164,6 +175,7 @@ class Hub:
         return True
 
     def remove(self, client: Client) -> None:
+        self.flush()
         if self.clients.pop(client.client_id, None) is None:
             return
         self.stats.bytes_sent_closed += client.outbox.bytes_sent
@@ -183,6 +195,7 @@ class Hub:
         return len(clients)
 
     def shutdown(self) -> None:
+        self.flush()
         self.shutting_down = True
         for client in list(self.clients.values()):
             client.request_close(CLOSE_GOING_AWAY, "hub shutting down")
@@ -191,9 +204,11 @@ class Hub:
 
     def send(self, client: Client, payload: bytes) -> None:
         """A reply or error to one client, through its outbox (never dropped)."""
+        self.flush()
         client.outbox.push(text_frame(payload), CONTROL)
 
     def _deliver(self, client: Client, frame: bytes, kind: int) -> None:
+        self.flush()
         client.messages_sent += 1
         if not client.outbox.push(frame, kind):
             self._slow_consumer(client)
@@ -224,34 +239,99 @@ class Hub:
         timestamp: str | None = None,
         event_id: str | None = None,
     ) -> tuple[int, bool]:
-        """Number, store and fan out one event. Returns (seq, duplicate)."""
+        """Number, store and fan out one event (now, or with the burst it belongs to: see
+        coalescing below). Returns (seq, duplicate)."""
         event, seq = self.stream.append(event_type, data, timestamp=timestamp, event_id=event_id)
         if event is None:
             return seq, True
         if event_type.startswith("tmi."):
             self.tmi.apply(event_type, data)
         self.stats.events[event_type] += 1
-        started = time.perf_counter()
         if event_type == POSITIONS:
-            self._fan_out_positions(event)
+            self.flush()  # what was published before goes out before
+            self._timed(self._fan_out_positions, event)
+        elif self._coalescing and (self._pending or self._in_burst()):
+            self._pending.append(event)
+            self._pending_bytes += len(event.frame)
+            if (len(self._pending) >= COALESCE_MAX_EVENTS
+                    or self._pending_bytes >= COALESCE_MAX_BYTES):
+                self.flush()
+            elif len(self._pending) == 1:
+                self._pending_ready.set()
         else:
-            self._fan_out(event)
-        elapsed = time.perf_counter() - started
-        self.stats.fanout.observe(elapsed)
-        self.stats.fanout_seconds.append(elapsed)
-        if len(self.stats.fanout_seconds) > 10_000:
-            del self.stats.fanout_seconds[:5_000]
+            self._timed(self._fan_out_run, [event])
         for hook in self.on_event:
             hook(event)
         return seq, False
 
-    def _fan_out(self, event: StreamEvent) -> None:
-        frame, etype, data = event.frame, event.type, event.data
-        plan = self._targets.plan(etype, self.clients)
-        delivered = self._write_unfiltered(plan, frame)
-        if not plan.filtered:
-            self.stats.deliveries += delivered
+    # -- coalescing ---------------------------------------------------------------------------
+    # Events published back to back (a burst) are written to each client in one system call
+    # per run of events, not one per event. The first event after a quiet spell goes out at
+    # once; events following it within `coalesce_window` wait at most that long, or until a
+    # run holds COALESCE_MAX_EVENTS events or COALESCE_MAX_BYTES. Anything else that writes to
+    # a client, or reads or changes who gets what, flushes first, so order is never changed.
+
+    def _in_burst(self) -> bool:
+        return trio.current_time() - self._last_fan_out < self.config.coalesce_window
+
+    def flush(self) -> None:
+        """Fan out the events held by coalescing, in order, now."""
+        if not self._pending:
             return
+        pending, self._pending, self._pending_bytes = self._pending, [], 0
+        self._timed(self._fan_out_events, pending)
+
+    async def run_coalescer(self) -> None:
+        """Flush held events once the window since the last fan-out has passed."""
+        if self.config.coalesce_window <= 0:
+            return
+        self._coalescing = True
+        try:
+            while True:
+                await self._pending_ready.wait()
+                self._pending_ready = trio.Event()
+                await trio.sleep_until(self._last_fan_out + self.config.coalesce_window)
+                self.flush()
+        finally:
+            self._coalescing = False
+            self.flush()
+
+    def _timed(self, fan_out: Callable[[Any], None], what: Any) -> None:
+        started = time.perf_counter()
+        fan_out(what)
+        ended = time.perf_counter()
+        elapsed = ended - started
+        self.stats.fanout.observe(elapsed)
+        self.stats.fanout_seconds.append(elapsed)
+        if len(self.stats.fanout_seconds) > 10_000:
+            del self.stats.fanout_seconds[:5_000]
+        if self._coalescing:
+            self._last_fan_out = trio.current_time()
+
+    def _fan_out_events(self, events: list[StreamEvent]) -> None:
+        """Runs of consecutive events of one type share a plan: one write per unfiltered
+        client for the whole run. A client is in one group of a plan, so each client still
+        gets its events in stream order."""
+        start = 0
+        while start < len(events):
+            etype = events[start].type
+            end = start + 1
+            while end < len(events) and events[end].type == etype:
+                end += 1
+            self._fan_out_run(events[start:end])
+            start = end
+
+    def _fan_out_run(self, events: list[StreamEvent]) -> None:
+        """Events of one type, in order, to every client that accepts them."""
+        plan = self._targets.plan(events[0].type, self.clients)
+        delivered = self._write_unfiltered(plan, [event.frame for event in events])
+        if plan.filtered:
+            for event in events:
+                delivered += self._fan_out_filtered(plan, event)
+        self.stats.deliveries += delivered
+
+    def _fan_out_filtered(self, plan: TargetPlan, event: StreamEvent) -> int:
+        frame, etype, data = event.frame, event.type, event.data
         # A route made only of airport filters is one set (fast_route), tested against the
         # event's airports once; plans list such clients under each of their airports.
         keys = airport_keys(data)
@@ -263,6 +343,7 @@ class Hub:
         else:  # a client whose airports hold both dep and arr is listed under each: once
             hits = {id(t[0]): t for code in keys for t in plan.by_airport.get(code, ())}
             targets = plan.general + list(hits.values())
+        delivered = 0
         for client, outbox, route in targets:
             if type(route) is frozenset:
                 if keys is not None and route.isdisjoint(keys):
@@ -273,14 +354,16 @@ class Hub:
             client.messages_sent += 1
             if not outbox.push(frame, EVENT):
                 self._slow_consumer(client)
-        self.stats.deliveries += delivered
+        return delivered
 
-    def _write_unfiltered(self, plan: TargetPlan, frame: bytes) -> int:
-        """The shared frame to every client that takes all events of the type: a plain
-        non-blocking write per file descriptor while the kernel buffers have room; a client
-        whose write falls short (or that was already backlogged) goes through its outbox."""
+    def _write_unfiltered(self, plan: TargetPlan, frames: list[bytes]) -> int:
+        """The shared frames, joined, to every client that takes all events of the type: a
+        plain non-blocking write per file descriptor while the kernel buffers have room; a
+        client whose write falls short (or that was already backlogged) goes through its
+        outbox. Returns the number of deliveries."""
         if not plan.fast_ready():
             plan.rebuild_fast()
+        frame = frames[0] if len(frames) == 1 else b"".join(frames)
         size = len(frame)
         write = os.write
         short: list[tuple[int, int]] | None = None
@@ -296,21 +379,24 @@ class Hub:
                 if short is None:
                     short = []
                 short.append((fd, sent))
-        plan.fast_events += 1
+        plan.fast_events += len(frames)
         written = len(fds)
         if short:
             written -= len(short)
             for fd, sent in short:
                 client, outbox, _ = plan.fast_by_fd[fd]
-                ok = outbox.wrote(frame, sent, EVENT) if sent >= 0 else outbox.push(frame, EVENT)
+                if sent >= 0:
+                    ok = outbox.wrote_frames(frames, sent)
+                else:
+                    ok = all([outbox.push(one, EVENT) for one in frames])
                 if not ok:
                     self._slow_consumer(client)
         self.stats.direct_bytes += written * size
         for client, outbox, _ in plan.slow:
-            client.messages_sent += 1
-            if not outbox.push(frame, EVENT):
+            client.messages_sent += len(frames)
+            if not all([outbox.push(one, EVENT) for one in frames]):
                 self._slow_consumer(client)
-        return len(fds) + len(plan.slow)
+        return (len(fds) + len(plan.slow)) * len(frames)
 
     def _fan_out_positions(self, event: StreamEvent) -> None:
         """Each client gets the positions its filters accept; each distinct slice is encoded
@@ -394,6 +480,7 @@ class Hub:
     # -- client actions ----------------------------------------------------------------------
 
     def subscribe(self, client: Client, req: Subscribe) -> None:
+        self.flush()  # held events go out under the routes they were published under
         client.subs.set(req.channels, req.filters)
         reply: dict[str, Any] = {
             "type": "subscribed",
@@ -465,6 +552,7 @@ class Hub:
             raise ProtocolError(INVALID_PUBLISH, str(exc), rid) from None
 
     def status(self, client: Client) -> dict[str, Any]:
+        self.flush()
         data: dict[str, Any] = {
             "client_id": client.client_id,
             "connected_at": client.connected_at,

@@ -67,7 +67,8 @@ class HubCollector(Collector):
             buckets.append((repr(bound), running))
         buckets.append(("+Inf", hist.count))
         yield HistogramMetricFamily("swim_fanout_seconds",
-                                    "Time to hand one event to every accepting client",
+                                    "Time of one fan-out step (one event, or a coalesced "
+                                    "burst) to every accepting client",
                                     buckets=buckets, sum_value=hist.total)
         yield GaugeMetricFamily("swim_outbox_bytes", "Unsent bytes queued across all clients",
                                 value=queued)

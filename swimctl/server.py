@@ -233,6 +233,7 @@ class HubServer:
             req = parse_request(message, self.hub.airport_artcc)
             request_id = req.request_id
             hub = self.hub
+            hub.flush()  # events published before this request reach the client first
             if isinstance(req, Subscribe):
                 hub.subscribe(client, req)
             elif isinstance(req, Unsubscribe):

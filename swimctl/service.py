@@ -106,6 +106,7 @@ async def run_service(opts: ServeOptions, *, task_status: Any = trio.TASK_STATUS
                                cancel_scope=nursery.cancel_scope)
         nursery.start_soon(hub.run_heartbeat)
         nursery.start_soon(hub.run_tmi_expiry)
+        nursery.start_soon(hub.run_coalescer)
         nursery.start_soon(auth.run, hub)
         if opts.events_file:
             from swimctl.sources.events_file import EventsFileFollower

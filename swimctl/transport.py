@@ -115,6 +115,23 @@ class Outbox:
         self.queued_bytes -= sent
         return self.queued_bytes <= self.limit or kind == CONTROL
 
+    def wrote_frames(self, frames: list[bytes], sent: int) -> bool:
+        """Account a direct write of `sent` bytes of `frames` joined (a coalesced run of
+        events); queue the rest frame by frame, exactly as if each had been pushed in turn,
+        so the slow-client bound and positions replacement see whole frames."""
+        ok = True
+        for frame in frames:
+            size = len(frame)
+            if sent >= size:
+                sent -= size
+                self.bytes_sent += size
+            elif sent > 0 or not self._chunks:  # the first frame not wholly written
+                ok = self.wrote(frame, sent, EVENT) and ok
+                sent = 0
+            else:
+                ok = self.push(frame, EVENT) and ok
+        return ok
+
     def _queue(self, data: bytes, kind: int) -> None:
         if self._chunks is None or self._kinds is None:
             self._chunks = deque()

@@ -436,3 +436,90 @@ async def test_status_counts_every_message_the_fast_list_wrote(start_hub: StartH
             await recv(ws)
         status = await request(ws, {"action": "status"})
         assert status["data"]["messages_sent"] == 11
+
+
+# -- coalescing: a burst goes out in runs, and nothing overtakes what is held ---------------------
+
+
+async def _events(raw: RawClient, count: int) -> list[tuple[str, int]]:
+    out = []
+    with trio.fail_after(10):
+        while len(out) < count:
+            msg = await raw.message()
+            out.append((msg["type"], msg.get("seq", -1)))
+    return out
+
+
+async def test_held_events_are_flushed_by_the_coalescer_alone(start_hub: StartHub) -> None:
+    hub = await start_hub(coalesce_window=0.05)
+    raw = await raw_subscribed(hub, ["ctp.*"])
+    fan_outs = hub.hub.stats.fanout.count
+    seqs = [hub.hub.publish("ctp.load", {"i": n})[0] for n in range(10)]
+    assert len(hub.hub._pending) == 9  # the first went out at once; the rest wait
+    assert [s for _, s in await _events(raw, 10)] == seqs
+    assert hub.hub.stats.fanout.count == fan_outs + 2
+
+
+async def test_held_events_reach_a_client_before_its_reply(start_hub: StartHub) -> None:
+    hub = await start_hub(coalesce_window=5.0)  # held until something flushes them
+    raw = await raw_subscribed(hub, ["ctp.*"])
+    seqs = [hub.hub.publish("ctp.load", {"i": n})[0] for n in range(10)]
+    await raw.send({"action": "ping", "id": "p"})
+    got = await _events(raw, 11)
+    assert got[:10] == [("ctp.load", s) for s in seqs]
+    assert got[10][0] == "pong"
+
+
+async def test_resume_while_events_are_held_delivers_each_once(start_hub: StartHub) -> None:
+    hub = await start_hub(coalesce_window=5.0)
+    witness = await raw_subscribed(hub, ["ctp.*"])
+    first = hub.hub.publish("ctp.load", {"i": 0})[0]
+    held = [hub.hub.publish("ctp.load", {"i": n})[0] for n in range(1, 10)]
+    assert hub.hub._pending
+    late = await RawClient.connect(hub)  # admitted: the held events go out to the witness
+    assert (await late.message())["type"] == "connected"
+    await late.send({"action": "subscribe", "channels": ["ctp.*"],
+                     "resume": {"epoch": hub.hub.stream.epoch, "seq": first}})
+    reply = await late.message()
+    assert reply["type"] == "subscribed" and reply["recovered"] is True
+    more = hub.hub.publish("ctp.load", {"i": 10})[0]
+    hub.hub.flush()
+    assert [s for _, s in await _events(late, 10)] == [*held, more]
+    assert [s for _, s in await _events(witness, 11)] == [first, *held, more]
+    with trio.move_on_after(0.3):
+        extra = await late.message()
+        raise AssertionError(f"delivered twice: {extra}")
+
+
+async def test_a_burst_goes_out_in_runs_in_stream_order(start_hub: StartHub) -> None:
+    """Mixed types, an unfiltered client, an airport-filtered one and one unfiltered for one
+    type but filtered for another: each gets exactly its events, in order, and the burst
+    took two fan-out steps (the first event alone, then the held 59 in runs), not 60."""
+    hub = await start_hub(coalesce_window=5.0)
+    everyone = await raw_subscribed(hub, ["ctp.*", "flight.*"])
+    jfk = await RawClient.connect(hub)
+    assert (await jfk.message())["type"] == "connected"
+    await jfk.send({"action": "subscribe", "channels": ["ctp.*", "flight.*"],
+                    "filters": {"airports": ["KJFK"]}})
+    assert (await jfk.message())["type"] == "subscribed"
+    mixed = await raw_subscribed(hub, ["ctp.*"])
+    await mixed.send({"action": "subscribe", "channels": ["flight.*"],
+                      "filters": {"airports": ["KJFK"]}})
+    assert (await mixed.message())["type"] == "subscribed"
+    fan_outs = hub.hub.stats.fanout.count
+    published: list[tuple[str, int, str | None]] = []
+    for n in range(60):
+        if n % 20 < 12:
+            etype, data = "ctp.load", {"i": n, "airport": "KJFK" if n % 2 else "EGLL"}
+        else:
+            etype, data = "flight.departed", {"callsign": f"T{n}",
+                                              "dep": "KJFK" if n % 3 else "KLAX"}
+        seq = hub.hub.publish(etype, data)[0]
+        published.append((etype, seq, data.get("airport") or data.get("dep")))
+    hub.hub.flush()
+    assert hub.hub.stats.fanout.count - fan_outs == 2
+    assert await _events(everyone, 60) == [(t, s) for t, s, _ in published]
+    want_jfk = [(t, s) for t, s, a in published if a == "KJFK"]
+    assert await _events(jfk, len(want_jfk)) == want_jfk
+    want_mixed = [(t, s) for t, s, a in published if t == "ctp.load" or a == "KJFK"]
+    assert await _events(mixed, len(want_mixed)) == want_mixed

@@ -43,6 +43,10 @@ def serve(
     outbox_limit: int = typer.Option(
         4 * 1024 * 1024, envvar="SWIM_OUTBOX_LIMIT", min=65536,
         help="Unsent bytes allowed per client before it is closed (4008)."),
+    coalesce_ms: float = typer.Option(
+        1.0, envvar="SWIM_COALESCE_MS", min=0, max=1000,
+        help="Events published within this many ms of the last fan-out are written to each "
+        "client together (one system call per burst); 0 writes each event on its own."),
     events_file: str = typer.Option(None, envvar="SWIM_EVENTS_FILE",
                                     help="Follow this JSON Lines event file."),
     feed: str = typer.Option(None, envvar="SWIM_FEED",
@@ -95,7 +99,8 @@ def serve(
     config = HubConfig(
         host=host, port=port, db_url=resolve_db(db), heartbeat_interval=heartbeat,
         history_size=history_size, history_age=history_age, tier_caps=caps,
-        outbox_limit=outbox_limit, tls_cert=tls_cert, tls_key=tls_key,
+        outbox_limit=outbox_limit, coalesce_window=coalesce_ms / 1000.0,
+        tls_cert=tls_cert, tls_key=tls_key,
     )
     options = ServeOptions(
         config=config, events_file=events_file, feed=feed, feed_interval=feed_interval,
