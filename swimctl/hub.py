@@ -155,6 +155,7 @@ class Hub:
         self._coalescing = False  # True while run_coalescer runs
         self._pending: list[StreamEvent] = []  # published, held for the next fan-out
         self._pending_bytes = 0
+        self._pending_types: set[str] = set()
         self._pending_ready = trio.Event()
         self._last_fan_out = float("-inf")  # trio time at the end of the last fan-out
 
@@ -204,11 +205,11 @@ class Hub:
 
     def send(self, client: Client, payload: bytes) -> None:
         """A reply or error to one client, through its outbox (never dropped)."""
-        self.flush()
+        self.flush_for(client)
         client.outbox.push(text_frame(payload), CONTROL)
 
     def _deliver(self, client: Client, frame: bytes, kind: int) -> None:
-        self.flush()
+        self.flush_for(client)
         client.messages_sent += 1
         if not client.outbox.push(frame, kind):
             self._slow_consumer(client)
@@ -253,6 +254,7 @@ class Hub:
         elif self._coalescing and (self._pending or self._in_burst()):
             self._pending.append(event)
             self._pending_bytes += len(event.frame)
+            self._pending_types.add(event_type)
             if (len(self._pending) >= COALESCE_MAX_EVENTS
                     or self._pending_bytes >= COALESCE_MAX_BYTES):
                 self.flush()
@@ -269,7 +271,7 @@ class Hub:
     # per run of events, not one per event. The first event after a quiet spell goes out at
     # once; events following it within `coalesce_window` wait at most that long, or until a
     # run holds COALESCE_MAX_EVENTS events or COALESCE_MAX_BYTES. Anything else that writes to
-    # a client, or reads or changes who gets what, flushes first, so order is never changed.
+    # a client it may reach, or changes who gets what, flushes first: order never changes.
 
     def _in_burst(self) -> bool:
         return trio.current_time() - self._last_fan_out < self.config.coalesce_window
@@ -279,7 +281,15 @@ class Hub:
         if not self._pending:
             return
         pending, self._pending, self._pending_bytes = self._pending, [], 0
+        self._pending_types = set()
         self._timed(self._fan_out_events, pending)
+
+    def flush_for(self, client: Client) -> None:
+        """Flush first if a held event may reach `client`: a reply or snapshot must not
+        overtake it. A publisher's acks (it subscribes to nothing) leave a burst held."""
+        if self._pending and any(client.subs.route(etype) is not None
+                                 for etype in self._pending_types):
+            self.flush()
 
     async def run_coalescer(self) -> None:
         """Flush held events once the window since the last fan-out has passed."""
@@ -552,7 +562,7 @@ class Hub:
             raise ProtocolError(INVALID_PUBLISH, str(exc), rid) from None
 
     def status(self, client: Client) -> dict[str, Any]:
-        self.flush()
+        self.flush_for(client)
         data: dict[str, Any] = {
             "client_id": client.client_id,
             "connected_at": client.connected_at,

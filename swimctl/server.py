@@ -233,10 +233,10 @@ class HubServer:
             req = parse_request(message, self.hub.airport_artcc)
             request_id = req.request_id
             hub = self.hub
-            hub.flush()  # events published before this request reach the client first
             if isinstance(req, Subscribe):
                 hub.subscribe(client, req)
             elif isinstance(req, Unsubscribe):
+                hub.flush()  # held events go out under the routes they were published under
                 removed = client.subs.remove(req.channels)
                 hub.send(client, encode_reply({"type": "unsubscribed", "channels": removed},
                                               req.request_id))

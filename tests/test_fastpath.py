@@ -523,3 +523,21 @@ async def test_a_burst_goes_out_in_runs_in_stream_order(start_hub: StartHub) -> 
     assert await _events(jfk, len(want_jfk)) == want_jfk
     want_mixed = [(t, s) for t, s, a in published if t == "ctp.load" or a == "KJFK"]
     assert await _events(mixed, len(want_mixed)) == want_mixed
+
+
+async def test_a_publishers_acks_leave_its_burst_held(start_hub: StartHub) -> None:
+    """Acks go to a publisher that subscribes to nothing, so they need not flush; a
+    subscriber's own reply still comes after every event held before it."""
+    hub = await start_hub(coalesce_window=5.0)
+    watcher = await raw_subscribed(hub, ["ctp.*"])
+    async with hub.connect("system") as publisher:
+        seqs = []
+        for n in range(5):
+            ack = await request(publisher, {"action": "publish", "channel": "ctp.load",
+                                            "data": {"i": n}})
+            assert ack["type"] == "publish_ack"
+            seqs.append(ack["seq"])
+        assert [e.seq for e in hub.hub._pending] == seqs[1:]
+    await watcher.send({"action": "ping", "id": "w"})
+    got = await _events(watcher, 6)
+    assert got == [*(("ctp.load", s) for s in seqs), ("pong", -1)]
