@@ -1,9 +1,11 @@
 """The engine: one event stream, the registry of live clients, and fan-out.
 
 Data flows one way: source → stream (seq) → fan-out → per-client outbox → socket. Everything
-here is synchronous: `publish` numbers an event, stores it and hands its frame to every
-accepting client without awaiting any of them, so no client can delay another and a resume
-can never fall between history and live delivery.
+here but the periodic tasks is synchronous: `publish` numbers an event, stores it and hands
+its frame to every accepting client (at once, or with the burst it belongs to) without
+awaiting any of them, so no client can delay another; held events are flushed before
+anything a client could see out of order, so a resume never falls between history and live
+delivery.
 """
 
 from __future__ import annotations
@@ -319,9 +321,25 @@ class Hub:
             self._last_fan_out = trio.current_time()
 
     def _fan_out_events(self, events: list[StreamEvent]) -> None:
-        """Runs of consecutive events of one type share a plan: one write per unfiltered
-        client for the whole run. A client is in one group of a plan, so each client still
-        gets its events in stream order."""
+        """Held events, in stream order. When every type among them has the same unfiltered
+        clients (a feed cycle's lifecycle events to clients that take all flight events),
+        those clients get the whole burst in one write; otherwise each run of one type
+        does. Either way a client is unfiltered for every event written to it together, and
+        filtered ones get theirs event by event, so each client's order is the stream's."""
+        plans = {event.type: self._targets.plan(event.type, self.clients) for event in events}
+        if len(plans) > 1:
+            for plan in plans.values():
+                if not plan.fast_ready():
+                    plan.rebuild_fast()
+            first, *others = plans.values()
+            if all(p.fast_fds == first.fast_fds and p.slow == first.slow for p in others):
+                delivered = self._write_unfiltered(first, [event.frame for event in events])
+                for event in events:
+                    plan = plans[event.type]
+                    if plan.filtered:
+                        delivered += self._fan_out_filtered(plan, event)
+                self.stats.deliveries += delivered
+                return
         start = 0
         while start < len(events):
             etype = events[start].type

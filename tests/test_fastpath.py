@@ -541,3 +541,32 @@ async def test_a_publishers_acks_leave_its_burst_held(start_hub: StartHub) -> No
     await watcher.send({"action": "ping", "id": "w"})
     got = await _events(watcher, 6)
     assert got == [*(("ctp.load", s) for s in seqs), ("pong", -1)]
+
+
+async def test_a_mixed_burst_to_clients_taking_every_type_arrives_whole_and_in_order(
+    start_hub: StartHub,
+) -> None:
+    """A feed cycle's shape: lifecycle events of several types, interleaved, to clients that
+    take all of them (written as one burst) and to an airport-filtered client (event by
+    event). Both see the stream's order; counts stay exact."""
+    hub = await start_hub(coalesce_window=5.0)
+    unfiltered = [await raw_subscribed(hub, ["flight.*"]) for _ in range(3)]
+    jfk = await RawClient.connect(hub)
+    assert (await jfk.message())["type"] == "connected"
+    await jfk.send({"action": "subscribe", "channels": ["flight.*"],
+                    "filters": {"airports": ["KJFK"]}})
+    assert (await jfk.message())["type"] == "subscribed"
+    types = ["flight.created", "flight.departed", "flight.arrived", "flight.deleted"]
+    published = []
+    for n in range(40):
+        etype, dep = types[(n * 7) % 4], "KJFK" if n % 3 == 0 else "EGLL"
+        published.append((etype, hub.hub.publish(etype, {"callsign": f"T{n}", "dep": dep})[0],
+                          dep))
+    hub.hub.flush()
+    for raw in unfiltered:
+        assert await _events(raw, 40) == [(t, s) for t, s, _ in published]
+    want = [(t, s) for t, s, d in published if d == "KJFK"]
+    assert await _events(jfk, len(want)) == want
+    await unfiltered[0].send({"action": "status"})
+    status = await unfiltered[0].message()
+    assert status["data"]["messages_sent"] == 40
