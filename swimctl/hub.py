@@ -75,7 +75,7 @@ class Client:
     messages_sent: int = 0
     close_code: int | None = None
     close_reason: str = ""
-    close_requested: trio.Event = attrs.field(factory=trio.Event)
+    on_close: Callable[[], None] | None = None  # set by the server: starts the close
 
     def request_close(self, code: int, reason: str) -> None:
         """Ask the connection's own task to close; the first reason given wins."""
@@ -83,7 +83,8 @@ class Client:
             self.close_code = code
             self.close_reason = reason
             self.outbox.accept_events = False
-            self.close_requested.set()
+            if self.on_close is not None:
+                self.on_close()
 
 
 FANOUT_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,

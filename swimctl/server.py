@@ -105,13 +105,14 @@ class HubServer:
         await trio.serve_listeners(self.handle, listeners)
 
     async def handle(self, stream: trio.abc.Stream) -> None:
-        """One connection, owned by one nursery: its writer, trio-websocket's reader, and us."""
+        """One connection, owned by one nursery: trio-websocket's reader, us, and (once a
+        backlog or a close needs them) the writer and the closer."""
         fd = stream.socket.fileno() if isinstance(stream, trio.SocketStream) else None
         outbox = Outbox(stream, fd, self.config.outbox_limit)
         wrapped = OutboxStream(stream, outbox, self.config.close_timeout)
         try:
             async with trio.open_nursery() as nursery:
-                nursery.start_soon(outbox.run_writer)
+                outbox.attach(nursery)
                 try:
                     await self._connection(nursery, wrapped, outbox)
                 finally:
@@ -164,14 +165,22 @@ class HubServer:
         log.info("connected %s (tier %s, key id %s)", client_id, record.tier, record.id)
         try:
             self.hub.send(client, self.hub.connected_message(client))
-            closed = trio.Event()
             async with trio.open_nursery() as inner:
-                inner.start_soon(self._closer, client, ws, closed)
-                await self._read_loop(client, ws)
+                closing: list[trio.Event] = []
+
+                def start_close() -> None:  # the hub asked (Client.request_close)
+                    closing.append(trio.Event())
+                    inner.start_soon(self._closer, client, ws, closing[0])
+
+                client.on_close = start_close
                 if client.close_code is not None:
+                    start_close()
+                await self._read_loop(client, ws)
+                client.on_close = None  # the connection is ending either way
+                if closing:
                     # We started the close: let its handshake finish before tearing down.
                     with trio.move_on_after(self.config.close_timeout + 0.5):
-                        await closed.wait()
+                        await closing[0].wait()
                 inner.cancel_scope.cancel()
         finally:
             self.hub.remove(client)
@@ -186,7 +195,6 @@ class HubServer:
             await ws.aclose(close, message[:120])
 
     async def _closer(self, client: Client, ws: WebSocketConnection, done: trio.Event) -> None:
-        await client.close_requested.wait()
         try:
             with trio.move_on_after(self.config.close_timeout):
                 await ws.aclose(client.close_code or 1000, client.close_reason[:120])

@@ -64,11 +64,13 @@ class ViolationWindow:
     limit: int
     window: float
     clock: Callable[[], float] = time.monotonic
-    _times: deque[float] = attrs.field(factory=deque)
+    _times: deque[float] | None = None  # made on the first violation: most clients have none
 
     def record(self) -> bool:
         """Record one violation; True when the limit is reached."""
         now = self.clock()
+        if self._times is None:
+            self._times = deque()
         self._times.append(now)
         while self._times and self._times[0] < now - self.window:
             self._times.popleft()

@@ -41,12 +41,14 @@ def _demoted() -> None:
 class Outbox:
     """Unsent bytes of one connection, bounded; `push` never waits.
 
-    Slotted, and the queues and the drained-event exist only once a backlog does: 10,000 idle
-    connections should cost what their sockets cost, not ~2 KiB of empty deques each.
+    Slotted, and the queues, the writer task and its events exist only once a backlog does:
+    10,000 idle connections should cost what their sockets cost, not ~2 KiB of empty deques
+    and a sleeping task each.
     """
 
-    __slots__ = ("_accept", "_chunks", "_drained", "_head_sent", "_kinds", "_wakeup", "broken",
-                 "bytes_sent", "direct", "fd", "limit", "queued_bytes", "stream")
+    __slots__ = ("_accept", "_chunks", "_drained", "_head_sent", "_kinds", "_nursery",
+                 "_wakeup", "_writer_started", "broken", "bytes_sent", "direct", "fd", "limit",
+                 "queued_bytes", "stream")
 
     def __init__(self, stream: trio.abc.Stream, fd: int | None, limit: int) -> None:
         self.stream = stream
@@ -62,8 +64,31 @@ class Outbox:
         # True while an event may be written straight to the socket (plain TCP, open, taking
         # events, nothing queued): fan-out reads this one flag instead of four.
         self.direct = fd is not None
-        self._wakeup = trio.Event()
+        self._wakeup: trio.Event | None = None  # made by the writer task
         self._drained: trio.Event | None = None  # made when someone waits for a drain
+        self._nursery: trio.Nursery | None = None
+        self._writer_started = False
+
+    def attach(self, nursery: trio.Nursery) -> None:
+        """The connection's nursery: the writer task starts there when a backlog first forms
+        (a plain TCP connection that always keeps up never needs one)."""
+        self._nursery = nursery
+        if self._chunks:
+            self._start_writer()
+
+    def _start_writer(self) -> None:
+        if not self._writer_started and self._nursery is not None:
+            self._writer_started = True
+            try:
+                self._nursery.start_soon(self.run_writer)
+            except RuntimeError:  # the connection is over: nothing will be written again
+                self._break()
+
+    def _wake_writer(self) -> None:
+        if self._wakeup is not None:
+            self._wakeup.set()
+        else:
+            self._start_writer()
 
     @property
     def accept_events(self) -> bool:
@@ -142,7 +167,7 @@ class Outbox:
         if self.direct:
             self.direct = False
             _demoted()
-        self._wakeup.set()
+        self._wake_writer()
 
     def _drop_queued_positions(self) -> None:
         """Positions are state: an older queued batch is worth nothing once a newer exists."""
@@ -183,7 +208,8 @@ class Outbox:
         self._head_sent = 0
         if self._drained is not None:
             self._drained.set()
-        self._wakeup.set()
+        if self._wakeup is not None:
+            self._wakeup.set()
 
     # -- the writer --------------------------------------------------------------------------
 
@@ -194,7 +220,7 @@ class Outbox:
                 self._update_direct()
                 if self._drained is not None:
                     self._drained.set()
-                if self._wakeup.is_set():
+                if self._wakeup is None or self._wakeup.is_set():
                     self._wakeup = trio.Event()
                 await self._wakeup.wait()
                 continue
