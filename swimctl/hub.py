@@ -285,7 +285,10 @@ class Hub:
             return
         pending, self._pending, self._pending_bytes = self._pending, [], 0
         self._pending_types = set()
-        self._timed(self._fan_out_events, pending)
+        try:
+            self._timed(self._fan_out_events, pending)
+        except Exception:  # a bug must not take the coalescer, and with it the hub, down
+            log.exception("fan-out of %d held events failed", len(pending))
 
     def flush_for(self, client: Client) -> None:
         """Flush first if a held event may reach `client`: a reply or snapshot must not
