@@ -24,6 +24,7 @@ from workload import Vatsim, small_event, stamp
 
 from swimctl.filters import Filter, compile_filter
 from swimctl.model import format_ts
+from swimctl.wsframe import text_frame
 
 
 class Peer:
@@ -104,6 +105,7 @@ async def _control(pipe: Connection, peer: Peer, port: int) -> None:
         fan: dict[str, list[float]] = {"event": [], "positions": []}
         sync_cpu = 0.0
         published = 0
+        short_writes = 0
         if cmd == "blast":
             for i in range(params["count"]):
                 t0 = time.thread_time()
@@ -122,6 +124,28 @@ async def _control(pipe: Connection, peer: Peer, port: int) -> None:
                 sync_cpu += time.thread_time() - t0
                 published += 1
             fan["event"] = list(peer.fanout)
+        elif cmd == "floor":
+            # As in hub_server.py: the paced events by a bare loop, one os.write per
+            # connection, no websockets code, so each side's own floor is known.
+            rate, count = params["rate"], params["count"]
+            fds = [ws.transport.get_extra_info("socket").fileno() for ws in peer.subs]
+            t_start = loop.time()
+            for i in range(count):
+                await asyncio.sleep(max(0.0, t_start + i / rate - loop.time()))
+                t0 = time.thread_time()
+                w0 = time.perf_counter()
+                frame = text_frame(orjson.dumps({"type": "flight.departed",
+                                                 "timestamp": format_ts(),
+                                                 "data": stamp(small_event(i))}))
+                for fd in fds:
+                    try:
+                        if os.write(fd, frame) != len(frame):
+                            short_writes += 1
+                    except BlockingIOError:
+                        short_writes += 1
+                fan["event"].append(time.perf_counter() - w0)
+                sync_cpu += time.thread_time() - t0
+                published += 1
         elif cmd == "vatsim":
             for _ in range(params["cycles"]):
                 t_cycle = loop.time()
@@ -145,6 +169,7 @@ async def _control(pipe: Connection, peer: Peer, port: int) -> None:
             "fanout_positions": _quantiles(fan["positions"]),
             "cpu_in_process": time.process_time() - cpu0,
             "slow_consumers": 0,
+            "short_writes": short_writes,
         }))
 
 
