@@ -15,10 +15,7 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 import trio
-from workload import Vatsim, small_event, stamp
-
-from swimctl.model import Envelope, format_ts
-from swimctl.wsframe import text_frame
+from workload import Vatsim, floor_round, small_event, stamp
 
 MARK = "system.mark"
 
@@ -82,22 +79,12 @@ async def _control(pipe: Connection, handle: Any, key: str) -> None:
             # call per delivery costs on this machine, with these clients, in this run.
             rate, count = params["rate"], params["count"]
             fds = [c.outbox.fd for c in hub.clients.values() if c.outbox.fd is not None]
-            write = os.write
             t_start = trio.current_time()
             for i in range(count):
                 await trio.sleep_until(t_start + i / rate)
-                t0 = time.thread_time()
-                w0 = time.perf_counter()
-                frame = text_frame(Envelope("flight.departed", format_ts(),
-                                            stamp(small_event(i))).encode())
-                for fd in fds:
-                    try:
-                        if write(fd, frame) != len(frame):
-                            short_writes += 1
-                    except BlockingIOError:
-                        short_writes += 1
-                fan["event"].append(time.perf_counter() - w0)
-                sync_cpu += time.thread_time() - t0
+                short, cpu, wall = floor_round(fds, i)
+                short_writes, sync_cpu = short_writes + short, sync_cpu + cpu
+                fan["event"].append(wall)
                 published += 1
         elif cmd == "vatsim":
             for _ in range(params["cycles"]):

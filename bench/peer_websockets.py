@@ -20,11 +20,10 @@ import orjson
 from hub_server import MARK, _quantiles
 from websockets.asyncio.server import ServerConnection, broadcast, serve
 from websockets.exceptions import ConnectionClosed
-from workload import Vatsim, small_event, stamp
+from workload import Vatsim, floor_round, small_event, stamp
 
 from swimctl.filters import Filter, compile_filter
 from swimctl.model import format_ts
-from swimctl.wsframe import text_frame
 
 
 class Peer:
@@ -132,19 +131,9 @@ async def _control(pipe: Connection, peer: Peer, port: int) -> None:
             t_start = loop.time()
             for i in range(count):
                 await asyncio.sleep(max(0.0, t_start + i / rate - loop.time()))
-                t0 = time.thread_time()
-                w0 = time.perf_counter()
-                frame = text_frame(orjson.dumps({"type": "flight.departed",
-                                                 "timestamp": format_ts(),
-                                                 "data": stamp(small_event(i))}))
-                for fd in fds:
-                    try:
-                        if os.write(fd, frame) != len(frame):
-                            short_writes += 1
-                    except BlockingIOError:
-                        short_writes += 1
-                fan["event"].append(time.perf_counter() - w0)
-                sync_cpu += time.thread_time() - t0
+                short, cpu, wall = floor_round(fds, i)
+                short_writes, sync_cpu = short_writes + short, sync_cpu + cpu
+                fan["event"].append(wall)
                 published += 1
         elif cmd == "vatsim":
             for _ in range(params["cycles"]):

@@ -6,9 +6,15 @@ Deterministic (seeded), so the hub and the peer see identical traffic in one run
 from __future__ import annotations
 
 import functools
+import os
 import random
 import time
 from typing import Any
+
+import orjson
+
+from swimctl.model import format_ts
+from swimctl.wsframe import text_frame
 
 ROUTE = "DCT BUZAD T420 ELLX DCT TNT UN57 POL UN601 INPIP N601 RESNO NATB PORTI DCT"
 N_AIRPORTS = 1500
@@ -103,3 +109,29 @@ def subscriber_filter(index: int, filtered: bool) -> dict[str, Any] | None:
         return None
     codes = airports()
     return {"airports": [codes[index % len(codes)]]}
+
+
+def floor_frame(i: int) -> bytes:
+    """Paced event `i` framed by hand, for the bare write loop of the floor workload."""
+    return text_frame(orjson.dumps({"type": "flight.departed", "timestamp": format_ts(),
+                                    "data": stamp(small_event(i))}))
+
+
+def floor_round(fds: list[int], i: int) -> tuple[int, float, float]:
+    """One event of the floor workload: (short writes, thread CPU seconds, wall seconds)."""
+    t0, w0 = time.thread_time(), time.perf_counter()
+    short = write_each(fds, floor_frame(i))
+    return short, time.thread_time() - t0, time.perf_counter() - w0
+
+
+def write_each(fds: list[int], frame: bytes) -> int:
+    """The floor: one os.write per descriptor and nothing else. Returns how many writes fell
+    short (each would break that connection's framing, so a run with any is void)."""
+    short = 0
+    for fd in fds:
+        try:
+            if os.write(fd, frame) != len(frame):
+                short += 1
+        except BlockingIOError:
+            short += 1
+    return short
