@@ -337,12 +337,7 @@ class Hub:
                     plan.rebuild_fast()
             first, *others = plans.values()
             if all(p.fast_fds == first.fast_fds and p.slow == first.slow for p in others):
-                delivered = self._write_unfiltered(first, [event.frame for event in events])
-                for event in events:
-                    plan = plans[event.type]
-                    if plan.filtered:
-                        delivered += self._fan_out_filtered(plan, event)
-                self.stats.deliveries += delivered
+                self._fan_out_together(first, events, plans)
                 return
         start = 0
         while start < len(events):
@@ -350,15 +345,22 @@ class Hub:
             end = start + 1
             while end < len(events) and events[end].type == etype:
                 end += 1
-            self._fan_out_run(events[start:end])
+            self._fan_out_together(plans[etype], events[start:end], plans)
             start = end
 
     def _fan_out_run(self, events: list[StreamEvent]) -> None:
         """Events of one type, in order, to every client that accepts them."""
         plan = self._targets.plan(events[0].type, self.clients)
-        delivered = self._write_unfiltered(plan, [event.frame for event in events])
-        if plan.filtered:
-            for event in events:
+        self._fan_out_together(plan, events, {events[0].type: plan})
+
+    def _fan_out_together(self, unfiltered: TargetPlan, events: list[StreamEvent],
+                          plans: dict[str, TargetPlan]) -> None:
+        """`unfiltered`'s clients get `events` joined in one write each; each event's
+        filtered clients get it through their outboxes, in order."""
+        delivered = self._write_unfiltered(unfiltered, [event.frame for event in events])
+        for event in events:
+            plan = plans[event.type]
+            if plan.filtered:
                 delivered += self._fan_out_filtered(plan, event)
         self.stats.deliveries += delivered
 
