@@ -97,13 +97,21 @@ class RawClient:
         return orjson.loads(payload)
 
 
-async def raw_subscribed(hub: Harness, channels: list[str], rcvbuf: int | None = None
-                         ) -> RawClient:
+async def raw_subscribed(hub: Harness, channels: list[str], rcvbuf: int | None = None,
+                         filters: dict[str, Any] | None = None) -> RawClient:
     client = await RawClient.connect(hub, rcvbuf)
     assert (await client.message())["type"] == "connected"
-    await client.send({"action": "subscribe", "channels": channels})
-    assert (await client.message())["type"] == "subscribed"
+    await resubscribe(client, channels, filters)
     return client
+
+
+async def resubscribe(client: RawClient, channels: list[str],
+                      filters: dict[str, Any] | None = None) -> None:
+    body: dict[str, Any] = {"action": "subscribe", "channels": channels}
+    if filters:
+        body["filters"] = filters
+    await client.send(body)
+    assert (await client.message())["type"] == "subscribed"
 
 
 async def test_every_client_gets_every_frame_in_order_while_pinging(start_hub: StartHub) -> None:
@@ -341,13 +349,7 @@ async def test_airport_index_delivers_once_and_only_to_matching_clients(
     }
     clients: dict[str, RawClient] = {}
     for name, flt in specs.items():
-        client = await RawClient.connect(hub)
-        assert (await client.message())["type"] == "connected"
-        body: dict[str, Any] = {"action": "subscribe", "channels": ["flight.*", "system.*"]}
-        if flt:
-            body["filters"] = flt
-        await client.send(body)
-        assert (await client.message())["type"] == "subscribed"
+        client = await raw_subscribed(hub, ["flight.*", "system.*"], filters=flt)
         clients[name] = client
     events = [
         {"callsign": "DAL1", "dep": "KJFK", "arr": "KLAX"},
@@ -497,15 +499,9 @@ async def test_a_burst_goes_out_in_runs_in_stream_order(start_hub: StartHub) -> 
     took two fan-out steps (the first event alone, then the held 59 in runs), not 60."""
     hub = await start_hub(coalesce_window=5.0)
     everyone = await raw_subscribed(hub, ["ctp.*", "flight.*"])
-    jfk = await RawClient.connect(hub)
-    assert (await jfk.message())["type"] == "connected"
-    await jfk.send({"action": "subscribe", "channels": ["ctp.*", "flight.*"],
-                    "filters": {"airports": ["KJFK"]}})
-    assert (await jfk.message())["type"] == "subscribed"
+    jfk = await raw_subscribed(hub, ["ctp.*", "flight.*"], filters={"airports": ["KJFK"]})
     mixed = await raw_subscribed(hub, ["ctp.*"])
-    await mixed.send({"action": "subscribe", "channels": ["flight.*"],
-                      "filters": {"airports": ["KJFK"]}})
-    assert (await mixed.message())["type"] == "subscribed"
+    await resubscribe(mixed, ["flight.*"], {"airports": ["KJFK"]})
     fan_outs = hub.hub.stats.fanout.count
     published: list[tuple[str, int, str | None]] = []
     for n in range(60):
@@ -551,11 +547,7 @@ async def test_a_mixed_burst_to_clients_taking_every_type_arrives_whole_and_in_o
     event). Both see the stream's order; counts stay exact."""
     hub = await start_hub(coalesce_window=5.0)
     unfiltered = [await raw_subscribed(hub, ["flight.*"]) for _ in range(3)]
-    jfk = await RawClient.connect(hub)
-    assert (await jfk.message())["type"] == "connected"
-    await jfk.send({"action": "subscribe", "channels": ["flight.*"],
-                    "filters": {"airports": ["KJFK"]}})
-    assert (await jfk.message())["type"] == "subscribed"
+    jfk = await raw_subscribed(hub, ["flight.*"], filters={"airports": ["KJFK"]})
     types = ["flight.created", "flight.departed", "flight.arrived", "flight.deleted"]
     published = []
     for n in range(40):
