@@ -6,9 +6,11 @@
 Each side is one server process (the real `run_service`, or bench/peer_websockets.py) and
 several load-generator processes (bench/loadgen.py) holding the client connections on
 127.0.0.1. Workloads, per N: idle (RSS per connection), blast (M small events back to back),
-paced (a fixed broadcast rate), vatsim (2,000-position batch + 30 lifecycle events per cycle;
-subscribers split between no filter and distinct airport filters) and, at N <= 1,000,
-vatsim-filtered (every subscriber a distinct airport filter). Server CPU comes from
+paced (a fixed broadcast rate), floor (the paced events by a bare os.write loop in each
+server's process: the least any one-write-per-delivery server could spend), vatsim (2,000-
+position batch + 30 lifecycle events per cycle; subscribers split between no filter and
+distinct airport filters) and, at N <= 1,000, vatsim-filtered (every subscriber a distinct
+airport filter). Server CPU comes from
 /proc/PID/stat over the whole phase, deliveries are counted by the clients. Results go to
 bench/results/fanout-<mode>-<time>.json and .md.
 """
