@@ -22,8 +22,8 @@ from pathlib import Path
 
 import orjson
 
-from swimctl.detect import Detector, parse_snapshot
-from swimctl.geo import load_geo
+from swimctl.core.detect import Detector, parse_snapshot
+from swimctl.core.geo import load_geo
 
 FIXTURE = (
     Path(__file__).resolve().parent.parent

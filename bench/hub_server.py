@@ -1,4 +1,4 @@
-"""The hub under test: the real `swimctl.service.run_service` in its own process, driven over
+"""The hub under test: the real `swimctl.hub.service.run_service` in its own process, driven over
 a multiprocessing pipe (a hidden control channel; nothing of it reaches the hub's protocol).
 
 Publishing goes through `Hub.publish`, exactly as an events file or a system-tier publisher
@@ -30,7 +30,7 @@ def _quantiles(values: list[float]) -> dict[str, float]:
 
 
 async def _control(pipe: Connection, handle: Any, key: str) -> None:
-    from swimctl.hub import Hub
+    from swimctl.hub.engine import Hub
 
     hub: Hub = handle.hub
     port = int(handle.url.rsplit(":", 1)[1].split("/", 1)[0])
@@ -120,9 +120,9 @@ async def _control(pipe: Connection, handle: Any, key: str) -> None:
 
 
 async def _main(pipe: Connection) -> None:
-    from swimctl.config import HubConfig
-    from swimctl.keystore import DEFAULT_TIER_CAPS, KeyStore
-    from swimctl.service import ServeOptions, run_service
+    from swimctl.hub.config import HubConfig
+    from swimctl.hub.service import ServeOptions, run_service
+    from swimctl.keys.store import DEFAULT_TIER_CAPS, KeyStore
 
     tmp = tempfile.mkdtemp(prefix="swimbench-")
     db_url = f"sqlite:///{tmp}/keys.db"

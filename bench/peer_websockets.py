@@ -22,8 +22,8 @@ from websockets.asyncio.server import ServerConnection, broadcast, serve
 from websockets.exceptions import ConnectionClosed
 from workload import Vatsim, floor_round, small_event, stamp
 
-from swimctl.filters import Filter, compile_filter
-from swimctl.model import format_ts
+from swimctl.core.filters import Filter, compile_filter
+from swimctl.core.model import format_ts
 
 
 class Peer:

@@ -13,8 +13,8 @@ from typing import Any
 
 import orjson
 
-from swimctl.model import format_ts
-from swimctl.wsframe import text_frame
+from swimctl.core.model import format_ts
+from swimctl.wire.frames import text_frame
 
 ROUTE = "DCT BUZAD T420 ELLX DCT TNT UN57 POL UN601 INPIP N601 RESNO NATB PORTI DCT"
 N_AIRPORTS = 1500

@@ -14,7 +14,7 @@ import trio
 from common import deadline, parse, parser, split_list
 
 from swimctl import client as swim
-from swimctl.model import Position
+from swimctl.core.model import Position
 
 
 def parse_bbox(text: str) -> tuple[float, float, float, float]:

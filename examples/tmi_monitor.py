@@ -14,7 +14,7 @@ import trio
 from common import deadline, parse, parser, split_list
 
 from swimctl import client as swim
-from swimctl.model import TmiProgram
+from swimctl.core.model import TmiProgram
 
 
 def describe(p: TmiProgram) -> str:

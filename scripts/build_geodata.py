@@ -41,7 +41,7 @@ def fir_id(raw: str) -> str:
 
 
 def cell_key(lat: float, lon: float) -> int:
-    """Integer key of the grid cell holding (lat, lon); the same formula as swimctl.geo."""
+    """Integer key of the grid cell holding (lat, lon); the same formula as swimctl.core.geo."""
     row = min(math.floor(lat / CELL_DEG) + 90, 179)
     col = math.floor(lon / CELL_DEG) + 180
     col = min(max(col, 0), 359)
@@ -248,7 +248,7 @@ def build_airports(src: Path, features: list[dict], cells: dict[str, object]) ->
 
 
 def lookup(features: list[dict], cells: dict[str, object], lat: float, lon: float) -> str | None:
-    """The same lookup swimctl.geo does at runtime, used to fill missing airport FIRs."""
+    """The same lookup swimctl.core.geo does at runtime, used to fill missing airport FIRs."""
     entry = cells.get(str(cell_key(lat, lon)))
     if entry is None or isinstance(entry, str):
         return entry

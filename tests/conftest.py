@@ -13,9 +13,9 @@ import pytest
 import trio
 from trio_websocket import WebSocketConnection, open_websocket_url
 
-from swimctl.config import HubConfig
-from swimctl.keystore import TIERS, KeyStore
-from swimctl.service import ServeOptions, ServiceHandle, run_service
+from swimctl.hub.config import HubConfig
+from swimctl.hub.service import ServeOptions, ServiceHandle, run_service
+from swimctl.keys import TIERS, KeyStore
 
 IN_CI = bool(os.environ.get("CI"))
 

@@ -11,9 +11,9 @@ from typing import Any
 import attrs
 import trio
 
-from swimctl.config import HubConfig
-from swimctl.keystore import KeyStore
-from swimctl.service import ServeOptions, ServiceHandle, run_service
+from swimctl.hub.config import HubConfig
+from swimctl.hub.service import ServeOptions, ServiceHandle, run_service
+from swimctl.keys.store import KeyStore
 
 
 @attrs.define

@@ -20,7 +20,8 @@ from typer.testing import CliRunner
 
 from swimctl.cli.app import app
 from swimctl.cli.common import parse_duration
-from swimctl.keystore import DEFAULT_TABLE, TIERS, KeyStore, hash_key, utc_naive
+from swimctl.keys.records import TIERS, hash_key, utc_naive
+from swimctl.keys.store import DEFAULT_TABLE, KeyStore
 
 REPO = Path(__file__).resolve().parent.parent
 KEY_RE = re.compile(r"swim_(pub|dev|par|sys)_[0-9a-f]{64}")

@@ -15,9 +15,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from swimctl.detect import Detector, FeedError, flight_uid, parse_snapshot, snapshot_time
-from swimctl.geo import Geo, load_geo
-from swimctl.model import FlightData, Position, converter, format_ts
+from swimctl.core.detect import Detector, FeedError, flight_uid, parse_snapshot, snapshot_time
+from swimctl.core.geo import Geo, load_geo
+from swimctl.core.model import FlightData, Position, converter, format_ts
 
 FIXTURES = Path(__file__).parent / "fixtures" / "vatsim"
 NY_BOX = (40.45, 41.25, -74.3, -73.6)  # New York metro: south, north, west, east

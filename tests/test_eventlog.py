@@ -9,8 +9,8 @@ from pathlib import Path
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from swimctl.eventlog import EventWriter, GzipDecoder, ReadReport, decode_events, read_events
-from swimctl.model import Envelope
+from swimctl.core.model import Envelope
+from swimctl.recordings import EventWriter, GzipDecoder, ReadReport, decode_events, read_events
 
 TS = "2026-11-26T18:30:02.512Z"
 

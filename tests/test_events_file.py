@@ -8,8 +8,8 @@ from pathlib import Path
 import orjson
 import trio
 
-from swimctl.hub import Hub
-from swimctl.sources.events_file import EventsFileFollower, LineSplitter, offset_path
+from swimctl.hub.engine import Hub
+from swimctl.hub.sources.events_file import EventsFileFollower, LineSplitter, offset_path
 from tests.conftest import StartHub, recv, request
 
 

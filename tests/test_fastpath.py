@@ -14,8 +14,8 @@ from urllib.parse import urlsplit
 import orjson
 import trio
 
-from swimctl.filters import compile_filter
-from swimctl.session import PositionIndex, Subscriptions, airport_keys, slice_records
+from swimctl.core.filters import compile_filter
+from swimctl.core.routing import PositionIndex, Subscriptions, airport_keys, slice_records
 from tests.conftest import Harness, StartHub, recv, request
 
 PAD = "p" * 3000

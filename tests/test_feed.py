@@ -20,8 +20,8 @@ from typing import Any
 import pytest
 import trio
 
-from swimctl.model import parse_ts
-from swimctl.sources.feed import run_feed, safe_url
+from swimctl.core.model import parse_ts
+from swimctl.hub.sources.feed import run_feed, safe_url
 
 FIXTURES = Path(__file__).parent / "fixtures" / "vatsim"
 SNAP_A = "2023-08-07T232929Z.vatsim-data.json.gz"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from swimctl.filters import FilterError, compile_filter, normalize_artcc
+from swimctl.core.filters import FilterError, compile_filter, normalize_artcc
 
 JFK_DEP = {"callsign": "DAL123", "dep": "KJFK", "arr": "KLAX", "current_artcc": "ZNY",
            "latitude": 40.6, "longitude": -73.8}

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from swimctl.geo import Geo, distance_nm, load_geo, normalize_artcc
+from swimctl.core.geo import Geo, distance_nm, load_geo, normalize_artcc
 
 
 @pytest.fixture(scope="module")

@@ -21,9 +21,9 @@ from hypothesis import strategies as st
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection, connect
 
-from swimctl.config import HubConfig
-from swimctl.keystore import KeyStore
-from swimctl.service import ServeOptions, run_service
+from swimctl.hub.config import HubConfig
+from swimctl.hub.service import ServeOptions, run_service
+from swimctl.keys.store import KeyStore
 
 
 class ThreadedHub:

@@ -480,7 +480,7 @@ async def test_heartbeat_carries_last_seq(start_hub: StartHub) -> None:
 async def test_tmi_expires_on_time(start_hub: StartHub) -> None:
     import datetime as dt
 
-    from swimctl.model import format_ts
+    from swimctl.core.model import format_ts
 
     hub = await start_hub()
     end = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=1.5)

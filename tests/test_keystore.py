@@ -10,27 +10,28 @@ from pathlib import Path
 
 import pytest
 
-from swimctl.keystore import (
-    DEFAULT_TABLE,
-    TIER_PREFIX,
-    TIERS,
+from swimctl.keys.dialects import (
     ColumnInfo,
-    KeyRecord,
-    KeyStore,
-    KeyStoreError,
-    KeyStoreUnavailable,
     MariaDBDialect,
     PostgreSQLDialect,
     SQLiteDialect,
     SQLServerDialect,
-    _describe,
     detect_dialect,
+)
+from swimctl.keys.records import (
+    TIER_PREFIX,
+    TIERS,
+    KeyRecord,
+    KeyStoreError,
+    KeyStoreUnavailable,
     generate_key,
     hash_key,
     is_hashed,
     redact,
     utc_naive,
 )
+from swimctl.keys.store import DEFAULT_TABLE, KeyStore
+from swimctl.keys.store import describe_error as _describe
 
 KEY_RE = re.compile(r"swim_(pub|dev|par|sys)_[0-9a-f]{64}")
 

@@ -19,15 +19,15 @@ from typing import Any, NoReturn
 
 import pytest
 
-from swimctl.keystore import (
+from swimctl.keys.records import (
     TIERS,
-    KeyStore,
     KeyStoreError,
     KeyStoreUnavailable,
     generate_key,
     hash_key,
     utc_naive,
 )
+from swimctl.keys.store import KeyStore
 
 pytestmark = pytest.mark.services
 

@@ -93,7 +93,7 @@ async def test_outage_refuses_new_keeps_open_and_recovers(
     await nursery.start(proxy.run)
     table = f"swim_outage_{uuid.uuid4().hex[:8]}"
     db_url = f"odbc:{PG.replace('PORT=5432', f'PORT={proxy.port}')}"
-    from swimctl.keystore import KeyStore
+    from swimctl.keys.store import KeyStore
 
     setup = KeyStore(db_url, table=table)
     await trio.to_thread.run_sync(setup.init_db)

@@ -6,7 +6,7 @@ import datetime as dt
 
 import pytest
 
-from swimctl.model import (
+from swimctl.core.model import (
     Envelope,
     EnvelopeError,
     Position,

@@ -18,7 +18,7 @@ import trio
 import trustme
 from trio_websocket import ConnectionTimeout, open_websocket_url
 
-from swimctl.model import parse_ts, utc_now
+from swimctl.core.model import parse_ts, utc_now
 from tests.conftest import StartHub, recv, recv_until, request
 
 SWIMCTL = [sys.executable, "-m", "swimctl"]

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from swimctl import protocol as p
+from swimctl.core import protocol as p
 
 
 def parse(obj: object) -> p.Request:

@@ -6,7 +6,7 @@ system-tier key. Each `<!-- example: NAME -->` block in the doc must have the sa
 envelope level, in `data`, and in each position / program) and the same JSON types as the
 message captured for NAME. Each `<!-- request: NAME -->` block is sent to the hub as is and
 must be answered without an error. Every error and close code the doc names must exist in
-swimctl/protocol.py, and every one there must be documented.
+swimctl/core/protocol.py, and every one there must be documented.
 """
 
 from __future__ import annotations
@@ -21,10 +21,10 @@ import pytest
 import trio
 from trio_websocket import ConnectionClosed, WebSocketConnection
 
-from swimctl import protocol
-from swimctl.demo import demo_feed_dir
-from swimctl.model import format_ts
-from swimctl.sources.feed import run_feed
+from swimctl.core import protocol
+from swimctl.core.model import format_ts
+from swimctl.hub.demo import demo_feed_dir
+from swimctl.hub.sources.feed import run_feed
 from tests.conftest import Harness, StartHub, recv, recv_until, request
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "protocol.md"

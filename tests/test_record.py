@@ -13,10 +13,10 @@ import orjson
 import trio
 
 from swimctl.cli.record import channels_for, parse_bbox
-from swimctl.config import HubConfig
-from swimctl.eventlog import ReadReport, read_events
-from swimctl.keystore import KeyStore
-from swimctl.service import ServeOptions, run_service
+from swimctl.hub.config import HubConfig
+from swimctl.hub.service import ServeOptions, run_service
+from swimctl.keys.store import KeyStore
+from swimctl.recordings import ReadReport, read_events
 
 SWIM = [sys.executable, "-m", "swimctl"]
 

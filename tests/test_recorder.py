@@ -9,11 +9,11 @@ from typing import Any
 
 import trio
 
-from swimctl.config import HubConfig
-from swimctl.eventlog import ReadReport, read_events
-from swimctl.keystore import KeyStore
-from swimctl.recorder import Recorder, hour_file_name
-from swimctl.service import ServeOptions, run_service
+from swimctl.hub.config import HubConfig
+from swimctl.hub.recorder import Recorder, hour_file_name
+from swimctl.hub.service import ServeOptions, run_service
+from swimctl.keys.store import KeyStore
+from swimctl.recordings import ReadReport, read_events
 
 
 def test_hour_file_name() -> None:

@@ -14,11 +14,11 @@ import trio
 from trio_websocket import open_websocket_url
 
 from swimctl.cli.replay import Clock, derived_event_id
-from swimctl.config import HubConfig
-from swimctl.eventlog import EventWriter
-from swimctl.keystore import KeyStore
-from swimctl.model import Envelope, format_ts
-from swimctl.service import ServeOptions, run_service
+from swimctl.core.model import Envelope, format_ts
+from swimctl.hub.config import HubConfig
+from swimctl.hub.service import ServeOptions, run_service
+from swimctl.keys.store import KeyStore
+from swimctl.recordings import EventWriter
 
 BASE = dt.datetime(2026, 11, 26, 18, 0, tzinfo=dt.UTC)
 CMD = [sys.executable, "-m", "swimctl", "replay"]

@@ -6,10 +6,11 @@ import datetime as dt
 
 import orjson
 
-from swimctl.filters import compile_filter
-from swimctl.session import ALL, Subscriptions, TokenBucket, ViolationWindow
-from swimctl.stream import EventStream
-from swimctl.tmi import TmiBook
+from swimctl.core.filters import compile_filter
+from swimctl.core.limits import TokenBucket, ViolationWindow
+from swimctl.core.routing import ALL, Subscriptions
+from swimctl.core.tmi import TmiBook
+from swimctl.stream.memory import EventStream
 
 
 class Clock:

@@ -18,7 +18,7 @@ import pytest
 import trio
 from rich.console import Console
 
-from swimctl.tui import TailState, apply_event, notice, render
+from swimctl.cli.tui import TailState, apply_event, notice, render
 from tests.helpers_client import running_hub, subscribed_clients, wait_until
 
 ROOT = Path(__file__).resolve().parent.parent

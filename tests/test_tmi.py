@@ -16,9 +16,9 @@ import trio
 from trio_websocket import open_websocket_url
 
 from swimctl.cli.tmi import next_program_id, parse_scope, parse_time
-from swimctl.config import HubConfig
-from swimctl.keystore import KeyStore
-from swimctl.service import ServeOptions, run_service
+from swimctl.hub.config import HubConfig
+from swimctl.hub.service import ServeOptions, run_service
+from swimctl.keys.store import KeyStore
 
 
 async def start(nursery: trio.Nursery, tmp_path: Any, **config: Any) -> tuple[Any, dict]:

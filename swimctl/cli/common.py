@@ -8,8 +8,8 @@ from typing import NoReturn
 
 import typer
 
-from swimctl.config import DEFAULT_PORT, WS_PATH
-from swimctl.keystore import default_db_url
+from swimctl.hub.config import DEFAULT_PORT, WS_PATH
+from swimctl.keys.store import default_db_url
 
 DEFAULT_URL = f"ws://127.0.0.1:{DEFAULT_PORT}{WS_PATH}"
 

@@ -15,15 +15,15 @@ from typing import Any
 import typer
 
 from swimctl.cli.common import DbOption, fail, parse_duration, resolve_db
-from swimctl.keystore import (
+from swimctl.core.model import dumps
+from swimctl.keys import (
     KEEP,
     TIERS,
     KeyRecord,
     KeyStore,
     KeyStoreError,
-    utc_naive,
 )
-from swimctl.model import dumps
+from swimctl.keys.records import utc_naive
 
 app = typer.Typer(help="Manage API keys (stored as SHA-256 hashes).", no_args_is_help=True)
 

@@ -42,7 +42,7 @@ from swimctl.client import (
     connect,
 )
 from swimctl.client import HubError as HubNotice
-from swimctl.eventlog import EventWriter
+from swimctl.recordings import EventWriter
 
 LIFECYCLE = ["flight.created", "flight.updated", "flight.departed", "flight.arrived",
              "flight.deleted", "tmi.*"]

@@ -25,9 +25,7 @@ import typer
 from trio_websocket import ConnectionClosed
 
 from swimctl.cli.common import CaFileOption, fail
-from swimctl.eventlog import ReadReport, read_events
-from swimctl.model import Envelope, parse_ts
-from swimctl.publisher import (
+from swimctl.client.publisher import (
     FATAL_CODES,
     HubError,
     HubSession,
@@ -36,6 +34,8 @@ from swimctl.publisher import (
     publish_body,
     publish_once,
 )
+from swimctl.core.model import Envelope, parse_ts
+from swimctl.recordings import ReadReport, read_events
 
 SAMPLES = 5
 HUB_ONLY = ("system.", "tmi.active")  # produced by a hub itself; a publish is refused

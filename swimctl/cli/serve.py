@@ -8,11 +8,11 @@ import trio
 import typer
 
 from swimctl.cli.common import DbOption, fail, leaf_exceptions, resolve_db
-from swimctl.config import DEFAULT_PORT, HubConfig
-from swimctl.demo import DEMO_FEED_INTERVAL, banner, issue_sample_ground_stop, prepare_demo
-from swimctl.keystore import DEFAULT_TIER_CAPS
+from swimctl.hub.config import DEFAULT_PORT, HubConfig
+from swimctl.hub.demo import DEMO_FEED_INTERVAL, banner, issue_sample_ground_stop, prepare_demo
+from swimctl.hub.service import ServeOptions, ServiceHandle, run_service
+from swimctl.keys.records import DEFAULT_TIER_CAPS
 from swimctl.logs import setup_logging
-from swimctl.service import ServeOptions, ServiceHandle, run_service
 
 
 def parse_tier_caps(values: list[str]) -> dict[str, int]:

@@ -26,7 +26,7 @@ from swimctl.cli.common import (
     UrlOption,
     fail,
 )
-from swimctl.tui import TailState, apply_event, notice, render
+from swimctl.cli.tui import TailState, apply_event, notice, render
 
 DEFAULT_EVENTS = (
     "flight.created,flight.departed,flight.arrived,flight.deleted,flight.updated,tmi.*"

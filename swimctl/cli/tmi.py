@@ -19,15 +19,15 @@ import trio
 import typer
 
 from swimctl.cli.common import CaFileOption, KeyOption, UrlOption, fail, parse_duration
-from swimctl.model import format_ts, parse_ts, utc_now
-from swimctl.publisher import (
+from swimctl.client.publisher import (
     HubError,
     HubSession,
     connect,
     publish_body,
     publish_once,
 )
-from swimctl.tmi import TmiBook
+from swimctl.core.model import format_ts, parse_ts, utc_now
+from swimctl.core.tmi import TmiBook
 
 app = typer.Typer(help="Issue, modify, release and list ground stops and ground delay programs.",
                   no_args_is_help=True)

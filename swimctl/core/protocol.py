@@ -1,0 +1,277 @@
+"""Client actions (PROTOCOL.md sections 2 and 6) as plain data: parse, validate, build replies.
+
+No I/O here: the server feeds raw message text in and gets typed requests or a ProtocolError
+out, the way h11 and wsproto keep protocol logic apart from sockets.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import attrs
+import orjson
+
+from swimctl.core.filters import AirportArtcc, Filter, FilterError, compile_filter
+from swimctl.core.model import (
+    FAMILIES,
+    FLIGHT_TYPES,
+    SYSTEM_TYPES,
+    TMI_TYPES,
+    dumps,
+    format_ts,
+    is_event_type,
+    parse_ts,
+)
+
+MAX_CHANNELS = 64
+MAX_EVENT_ID = 128
+# Families whose exact types the hub knows; the others relay whatever a publisher sends.
+KNOWN_TYPES = {"flight": FLIGHT_TYPES, "tmi": TMI_TYPES, "system": SYSTEM_TYPES}
+
+
+class _Missing:
+    def __repr__(self) -> str:
+        return "MISSING"
+
+
+MISSING: Any = _Missing()
+
+# Error codes of PROTOCOL.md section 6.
+AUTH_FAILED = "AUTH_FAILED"
+CONNECTION_LIMIT = "CONNECTION_LIMIT"
+MESSAGE_TOO_LARGE = "MESSAGE_TOO_LARGE"
+RATE_LIMITED = "RATE_LIMITED"
+INVALID_JSON = "INVALID_JSON"
+UNKNOWN_ACTION = "UNKNOWN_ACTION"
+INVALID_SUBSCRIBE = "INVALID_SUBSCRIBE"
+INVALID_CHANNEL = "INVALID_CHANNEL"
+INVALID_FILTER = "INVALID_FILTER"
+FORBIDDEN = "FORBIDDEN"
+INVALID_PUBLISH = "INVALID_PUBLISH"
+SLOW_CONSUMER = "SLOW_CONSUMER"
+INTERNAL_ERROR = "INTERNAL_ERROR"
+
+# Close codes.
+CLOSE_NORMAL = 1000
+CLOSE_GOING_AWAY = 1001
+CLOSE_TOO_BIG = 1009  # sent by trio-websocket past HARD_MESSAGE_LIMIT (server.py)
+CLOSE_AUTH = 4001
+CLOSE_LIMIT = 4002
+CLOSE_VIOLATIONS = 4003
+CLOSE_SLOW = 4008
+
+
+class ProtocolError(Exception):
+    """A request the hub answers with an error reply (and keeps the connection)."""
+
+    def __init__(self, code: str, message: str, request_id: Any = MISSING) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.request_id = request_id
+
+
+def valid_pattern(pattern: str) -> bool:
+    """`*`, `family.*`, or an exact type (known, or any type of a relayed family)."""
+    if pattern == "*":
+        return True
+    family, dot, rest = pattern.partition(".")
+    if not dot or family not in FAMILIES:
+        return False
+    if rest == "*":
+        return True
+    known = KNOWN_TYPES.get(family)
+    if known is not None:
+        return pattern in known
+    return is_event_type(pattern)
+
+
+def pattern_matches(pattern: str, event_type: str) -> bool:
+    if pattern == "*" or pattern == event_type:
+        return True
+    return pattern.endswith(".*") and event_type.startswith(pattern[:-1])
+
+
+@attrs.frozen
+class Subscribe:
+    channels: tuple[str, ...]
+    filters: Filter
+    resume: tuple[str, int] | None = None
+    snapshot: bool = False
+    request_id: Any = MISSING
+
+
+@attrs.frozen
+class Unsubscribe:
+    channels: tuple[str, ...] | None
+    request_id: Any = MISSING
+
+
+@attrs.frozen
+class Ping:
+    request_id: Any = MISSING
+
+
+@attrs.frozen
+class Status:
+    request_id: Any = MISSING
+
+
+@attrs.frozen
+class Publish:
+    channel: str
+    data: dict[str, Any]
+    event_id: str | None = None
+    timestamp: str | None = None
+    request_id: Any = MISSING
+
+
+Request = Subscribe | Unsubscribe | Ping | Status | Publish
+
+
+def _request_id(obj: dict[str, Any]) -> Any:
+    if "id" not in obj:
+        return MISSING
+    value = obj["id"]
+    if value is None or isinstance(value, str | int | float | bool):
+        return value
+    return MISSING  # ids are JSON scalars; a structured one is not echoed
+
+
+def request_id_of(raw: str | bytes) -> Any:
+    """The `id` of a message we will not process (rate limited), so the error still echoes
+    it; MISSING when there is none to find."""
+    if isinstance(raw, bytes) or len(raw) > 65536:
+        return MISSING
+    try:
+        obj = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return MISSING
+    return _request_id(obj) if isinstance(obj, dict) else MISSING
+
+
+def _channels(obj: dict[str, Any], rid: Any, *, required: bool) -> tuple[str, ...] | None:
+    value = obj.get("channels")
+    if value is None or value == []:
+        if required:
+            raise ProtocolError(INVALID_SUBSCRIBE, "`channels` must be a non-empty list", rid)
+        return None
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list) or not all(isinstance(c, str) for c in value):
+        code = INVALID_SUBSCRIBE if required else INVALID_CHANNEL
+        raise ProtocolError(code, "`channels` must be a list of strings", rid)
+    if len(value) > MAX_CHANNELS:
+        raise ProtocolError(INVALID_SUBSCRIBE, f"at most {MAX_CHANNELS} channels", rid)
+    for channel in value:
+        if not valid_pattern(channel):
+            raise ProtocolError(INVALID_CHANNEL, f"unknown channel {channel[:64]!r}", rid)
+    return tuple(dict.fromkeys(value))
+
+
+def parse_request(raw: str | bytes, airport_artcc: AirportArtcc | None = None) -> Request:
+    """One client message to a typed request, or ProtocolError with the right code."""
+    if isinstance(raw, bytes):
+        raise ProtocolError(INVALID_JSON, "binary frames are not accepted; send JSON text")
+    try:
+        obj = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        raise ProtocolError(INVALID_JSON, "message is not valid JSON") from None
+    if not isinstance(obj, dict):
+        raise ProtocolError(INVALID_JSON, "message must be a JSON object")
+    rid = _request_id(obj)
+    action = obj.get("action")
+    if not isinstance(action, str):
+        raise ProtocolError(UNKNOWN_ACTION, "`action` must be a string", rid)
+    if action == "subscribe":
+        return _parse_subscribe(obj, rid, airport_artcc)
+    if action == "unsubscribe":
+        return Unsubscribe(channels=_channels(obj, rid, required=False), request_id=rid)
+    if action == "ping":
+        return Ping(request_id=rid)
+    if action == "status":
+        return Status(request_id=rid)
+    if action == "publish":
+        return _parse_publish(obj, rid)
+    raise ProtocolError(UNKNOWN_ACTION, f"unknown action {action[:64]!r}", rid)
+
+
+def _parse_subscribe(
+    obj: dict[str, Any], rid: Any, airport_artcc: AirportArtcc | None
+) -> Subscribe:
+    channels = _channels(obj, rid, required=True)
+    assert channels is not None
+    try:
+        flt = compile_filter(obj.get("filters"), airport_artcc)
+    except FilterError as exc:
+        raise ProtocolError(INVALID_FILTER, str(exc), rid) from None
+    resume = None
+    if obj.get("resume") is not None:
+        value = obj["resume"]
+        if (
+            not isinstance(value, dict)
+            or not isinstance(value.get("epoch"), str)
+            or not isinstance(value.get("seq"), int)
+            or isinstance(value.get("seq"), bool)
+        ):
+            raise ProtocolError(
+                INVALID_SUBSCRIBE, "`resume` must be {\"epoch\": string, \"seq\": integer}", rid
+            )
+        resume = (value["epoch"], value["seq"])
+    snapshot = obj.get("snapshot", False)
+    if snapshot is None:
+        snapshot = False
+    if not isinstance(snapshot, bool):
+        raise ProtocolError(INVALID_SUBSCRIBE, "`snapshot` must be true or false", rid)
+    return Subscribe(
+        channels=channels, filters=flt, resume=resume, snapshot=snapshot, request_id=rid
+    )
+
+
+def _parse_publish(obj: dict[str, Any], rid: Any) -> Publish:
+    channel = obj.get("channel")
+    if not isinstance(channel, str) or not is_event_type(channel):
+        raise ProtocolError(INVALID_PUBLISH, "`channel` must be one concrete event type", rid)
+    if channel.startswith("system.") or channel == "tmi.active":
+        raise ProtocolError(INVALID_PUBLISH, f"{channel} is produced by the hub only", rid)
+    known = KNOWN_TYPES.get(channel.partition(".")[0])
+    if known is not None and channel not in known:
+        raise ProtocolError(INVALID_PUBLISH, f"unknown event type {channel!r}", rid)
+    data = obj.get("data")
+    if not isinstance(data, dict):
+        raise ProtocolError(INVALID_PUBLISH, "`data` must be an object", rid)
+    event_id = obj.get("event_id")
+    if event_id is not None and (
+        not isinstance(event_id, str) or not event_id or len(event_id) > MAX_EVENT_ID
+    ):
+        raise ProtocolError(
+            INVALID_PUBLISH, f"`event_id` must be a string of 1-{MAX_EVENT_ID} characters", rid
+        )
+    timestamp = obj.get("timestamp")
+    if timestamp is not None:
+        if not isinstance(timestamp, str):
+            raise ProtocolError(INVALID_PUBLISH, "`timestamp` must be an ISO-8601 string", rid)
+        try:
+            timestamp = format_ts(parse_ts(timestamp))
+        except ValueError:
+            raise ProtocolError(INVALID_PUBLISH, "`timestamp` is not ISO-8601", rid) from None
+    return Publish(
+        channel=channel, data=data, event_id=event_id, timestamp=timestamp, request_id=rid
+    )
+
+
+# -- replies ---------------------------------------------------------------------------------
+
+
+def encode_reply(body: dict[str, Any], request_id: Any = MISSING) -> bytes:
+    if request_id is not MISSING:
+        body["id"] = request_id
+    return dumps(body)
+
+
+def error_reply(code: str, message: str, request_id: Any = MISSING) -> bytes:
+    return encode_reply({"type": "error", "code": code, "message": message}, request_id)
+
+
+def pong_reply(request_id: Any = MISSING) -> bytes:
+    return encode_reply({"type": "pong", "timestamp": format_ts()}, request_id)

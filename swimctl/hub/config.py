@@ -1,0 +1,47 @@
+"""Hub settings in one attrs class, filled by `swimctl serve` (flags and SWIM_* variables)."""
+
+from __future__ import annotations
+
+import attrs
+
+from swimctl.keys.records import DEFAULT_TIER_CAPS
+
+WS_PATH = "/api/swim/v1/ws"
+DEFAULT_PORT = 8090
+
+
+@attrs.define
+class HubConfig:
+    host: str = "127.0.0.1"
+    port: int = DEFAULT_PORT
+    db_url: str = ""
+    key_table: str = "swim_api_keys"
+    heartbeat_interval: float = 30.0
+    history_size: int = 100_000
+    history_age: float = 3600.0
+    tier_caps: dict[str, int] = attrs.field(factory=lambda: dict(DEFAULT_TIER_CAPS))
+    # Per-connection bound on unsent bytes; past it the client is closed with 4008.
+    outbox_limit: int = 4 * 1024 * 1024
+    max_message_bytes: int = 64 * 1024
+    rate_per_second: float = 10.0
+    rate_burst: int = 20
+    # System-tier keys belong to the operator's own publishers (replay, TMI tools, bridges):
+    # they may publish at feed speed; everyone else gets the protocol's 10/s.
+    system_rate_per_second: float = 2000.0
+    system_rate_burst: int = 4000
+    # Protocol violations tolerated inside `violation_window` seconds before close 4003.
+    violation_limit: int = 20
+    violation_window: float = 60.0
+    # Events published within this many seconds of the last fan-out are written together
+    # (one system call per client per run); 0 writes every event on its own.
+    coalesce_window: float = 0.001
+    handshake_timeout: float = 10.0
+    close_timeout: float = 2.0
+    dedupe_size: int = 100_000
+    # Key-cache policy (seconds): positives at most 60 s, unknown keys briefly.
+    key_cache_ttl: float = 60.0
+    key_negative_ttl: float = 5.0
+    key_revalidate_interval: float = 10.0
+    key_touch_interval: float = 60.0
+    tls_cert: str | None = None
+    tls_key: str | None = None

@@ -1,0 +1,64 @@
+"""`swimctl serve --demo`: a hub that needs no network and no setup.
+
+A throw-away SQLite key store with one developer key, the recorded VATSIM snapshots shipped in
+the package played in a loop as the feed (stamped with the time they are played, so feed age
+and event times read as live), and a sample ground stop at KJFK, so
+`swimctl tail --airport KJFK` shows live traffic within seconds.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import tempfile
+from importlib import resources
+from pathlib import Path
+
+import attrs
+
+from swimctl.core.model import format_ts
+from swimctl.hub.engine import Hub
+from swimctl.keys.store import KeyStore
+
+DEMO_FEED_INTERVAL = 5.0  # seconds between recorded snapshots: events arrive within seconds
+
+
+@attrs.define
+class DemoSetup:
+    workdir: tempfile.TemporaryDirectory[str]
+    db_url: str
+    api_key: str
+    feed_dir: str
+
+
+def demo_feed_dir() -> str:
+    return str(resources.files("swimctl") / "data" / "demo")
+
+
+def prepare_demo() -> DemoSetup:
+    workdir = tempfile.TemporaryDirectory(prefix="swimctl-demo-")
+    db_url = f"sqlite:///{Path(workdir.name) / 'keys.db'}"
+    api_key, _ = KeyStore(db_url).create("developer", "demo", description="swimctl serve --demo")
+    return DemoSetup(workdir=workdir, db_url=db_url, api_key=api_key, feed_dir=demo_feed_dir())
+
+
+def issue_sample_ground_stop(hub: Hub, now: dt.datetime | None = None) -> str:
+    now = now or dt.datetime.now(dt.UTC)
+    program_id = hub.tmi.next_id("GS", "KJFK", now.date())
+    data = hub.prepare_tmi("tmi.issued", {
+        "program_id": program_id, "program_type": "GS", "airport": "KJFK",
+        "start_time": format_ts(now), "end_time": format_ts(now + dt.timedelta(hours=2)),
+        "reason": "DEMO: thunderstorms over the field (sample ground stop)",
+        "status": "ACTIVE", "scope": ["ZNY", "ZDC", "ZBW"],
+    })
+    hub.publish("tmi.issued", data)
+    return program_id
+
+
+def banner(url: str, api_key: str) -> str:
+    return (
+        "\nswimctl demo hub is running: recorded VATSIM traffic (2023-08-07), replayed in a "
+        "loop as if live; Ctrl-C stops it.\n"
+        f"  demo API key: {api_key}\n"
+        "  watch KJFK in another terminal:\n"
+        f"    swimctl tail --url {url} --key {api_key} --airport KJFK\n"
+    )

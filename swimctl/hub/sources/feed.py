@@ -1,0 +1,392 @@
+"""VATSIM data-feed source: fetch or read snapshots, detect flight events, publish to the hub.
+
+`run_feed(hub, spec)` is one long-lived task in the hub's nursery. Every cycle it gets one
+snapshot (HTTP, a file, or the next file of a directory), decodes and diffs it in a worker
+thread (a live snapshot is several MB; the event loop must never stall on it), then hands the
+hub the full current positions (`replace_positions`, for snapshot-on-subscribe) before the
+cycle's events (`publish`), and reports the snapshot time (`feed_updated`).
+
+A failed cycle (network error, HTTP error status, timeout, invalid or truncated JSON, missing
+keys) is logged and retried with exponential backoff and jitter. It never touches the detector,
+so a failed fetch can never make flights look disconnected (`flight.deleted`).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import gzip
+import logging
+import random
+import re
+import time
+from pathlib import Path
+from typing import Any, Protocol
+from urllib.parse import urlsplit
+
+import httpx
+import trio
+
+from swimctl import __version__
+from swimctl.core.detect import Cycle, Detector, FeedError, parse_snapshot, snapshot_time
+from swimctl.core.geo import load_geo
+from swimctl.core.model import format_ts
+
+__all__ = ["VATSIM_URL", "FeedHub", "run_feed"]
+
+log = logging.getLogger("swimctl.feed")
+
+VATSIM_URL = "https://data.vatsim.net/v3/vatsim-data.json"
+# The live feed refreshes every 15 s; used as the gap between passes of a looped replay.
+FEED_PERIOD = dt.timedelta(seconds=15)
+# Retries start at `retry_base` seconds and double per consecutive failure up to this cap, so
+# an outage costs the upstream at most one request a minute per hub.
+MAX_BACKOFF_S = 60.0
+# Yield to trio after this many publishes so a burst of events never holds the loop.
+PUBLISH_BATCH = 100
+# Refuse bodies larger than this: the live feed is ~5 MB; anything far bigger is an error page
+# loop or an attack, not a snapshot.
+MAX_BODY_BYTES = 128 * 1024 * 1024
+
+_STAMP_RE = re.compile(rb'"update_timestamp"\s*:\s*"([^"]{10,40})"')
+
+
+class FeedHub(Protocol):
+    """The part of the hub this source uses (swimctl.hub.engine.Hub provides it)."""
+
+    def publish(
+        self,
+        event_type: str,
+        data: dict[str, Any],
+        *,
+        timestamp: str | None = None,
+        event_id: str | None = None,
+    ) -> Any: ...
+
+    def replace_positions(self, positions: list[dict[str, Any]]) -> None: ...
+
+    def feed_updated(self, update_time: dt.datetime) -> None: ...
+
+
+async def run_feed(
+    hub: FeedHub,
+    spec: str,
+    interval: float = 15.0,
+    loop: bool = False,
+    *,
+    task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+    timeout: float = 20.0,
+    retry_base: float = 1.0,
+    as_live: bool = False,
+) -> None:
+    """Run the feed named by `spec` until cancelled (or, for files, until played out).
+
+    spec: `vatsim` (the live v3 feed), an http(s) URL (polled every `interval` s), a snapshot
+    file (`.json` / `.json.gz`; read once, or re-read every `interval` s when `loop` is set, so
+    an external downloader may keep replacing it), or a directory of snapshots played in
+    timestamp order `interval` s apart (0 = as fast as processed); with `loop` the directory
+    starts over at the end: every flight is deleted, the detector reset and event times moved
+    on by one pass so they keep increasing. `task_status.started()` fires once the geography
+    is loaded and the source is usable. `timeout` bounds one fetch; `retry_base` is the first
+    backoff delay after a failure.
+    """
+    geo = await trio.to_thread.run_sync(load_geo)
+    detector = Detector(geo)
+    runner = _Runner(hub, detector, interval, retry_base, as_live)
+    if spec == "vatsim" or spec.startswith(("http://", "https://")):
+        url = VATSIM_URL if spec == "vatsim" else spec
+        await runner.run_http(url, timeout, task_status)
+        return
+    path = Path(spec).expanduser()
+    if path.is_dir():
+        await runner.run_directory(path, loop, task_status)
+    elif path.is_file():
+        await runner.run_file(path, loop, task_status)
+    else:
+        raise FileNotFoundError(f"feed source not found: {spec!r} (not a URL, file or directory)")
+
+
+def safe_url(url: str) -> str:
+    """A URL fit for logs: no user-info, query or fragment (they may carry tokens)."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if parts.port:
+        host = f"{host}:{parts.port}"
+    return f"{parts.scheme}://{host}{parts.path}"
+
+
+def _peek_stamp(raw: bytes) -> bytes | None:
+    """The update_timestamp without a full parse (`general` leads the v3 document)."""
+    match = _STAMP_RE.search(raw, 0, 4096)
+    return match.group(1) if match else None
+
+
+def _read_snapshot_bytes(path: Path) -> bytes:
+    """A snapshot file's JSON bytes; gzip is recognised by its magic, not the name."""
+    raw = path.read_bytes()
+    if raw[:2] == b"\x1f\x8b":
+        try:
+            raw = gzip.decompress(raw)
+        except (OSError, EOFError) as exc:
+            raise FeedError(f"{path.name}: bad gzip data: {exc}") from None
+    return raw
+
+
+def _file_order_key(path: Path) -> tuple[float, str]:
+    """Sort key of a directory entry: its snapshot time, read from the head of the file."""
+    try:
+        if path.name.endswith(".gz"):
+            with gzip.open(path, "rb") as fh:
+                head = fh.read(4096)
+        else:
+            with path.open("rb") as fh:
+                head = fh.read(4096)
+        stamp = _peek_stamp(head)
+        if stamp:
+            return (
+                snapshot_time({"general": {"update_timestamp": stamp.decode()}}).timestamp(),
+                path.name,
+            )
+    except (OSError, EOFError, ValueError, UnicodeDecodeError):
+        pass
+    return (float("inf"), path.name)  # unreadable heads sort last, by name
+
+
+def list_snapshots(directory: Path) -> list[Path]:
+    """The `.json` / `.json.gz` files of a directory in snapshot-time order."""
+    files = [
+        p
+        for p in directory.iterdir()
+        if p.is_file() and (p.name.endswith(".json") or p.name.endswith(".json.gz"))
+    ]
+    return sorted(files, key=_file_order_key)
+
+
+def _decode_and_detect(
+    detector: Detector,
+    raw: bytes,
+    shift: dt.timedelta | None,
+    reset_first: bool,
+) -> Cycle:
+    """Worker-thread half of a cycle: parse, diff, tag. Raises FeedError before any state
+    changes when the snapshot is unusable."""
+    snapshot = parse_snapshot(raw)
+    pre = detector.reset() if reset_first else []
+    cycle = detector.process(snapshot, time_shift=shift)
+    if pre:
+        cycle.events[:0] = [(etype, data, cycle.timestamp) for etype, data, _ in pre]
+    return cycle
+
+
+def _played_now(data: dict[str, Any], stamp: str, now: str) -> tuple[dict[str, Any], str]:
+    """An event of a recorded cycle re-stamped to `now` (its off/in times with it)."""
+    moved = {key: now for key in ("off_utc", "in_utc") if data.get(key) == stamp}
+    return ({**data, **moved} if moved else data), now
+
+
+class _Runner:
+    """State shared by the source kinds: the detector, the hub, failure accounting."""
+
+    def __init__(self, hub: FeedHub, detector: Detector, interval: float, retry_base: float,
+                 as_live: bool = False):
+        self.hub = hub
+        # Recorded traffic shown as happening now (the demo): event times and the feed time
+        # are the wall clock when a cycle is played; detection itself keeps the recorded
+        # times, so vertical rates and state changes stay true to the recording.
+        self.as_live = as_live
+        self.detector = detector
+        self.interval = max(0.0, interval)
+        self.retry_base = max(0.001, retry_base)
+        self.failures = 0
+        self.cycles = 0
+
+    def backoff(self) -> float:
+        """Exponential backoff with jitter (50-100 % of the step) after `failures` failures."""
+        step = min(MAX_BACKOFF_S, self.retry_base * 2 ** min(self.failures - 1, 30))
+        return step * random.uniform(0.5, 1.0)
+
+    def failed(self, source: str, exc: BaseException) -> float:
+        self.failures += 1
+        delay = self.backoff()
+        if isinstance(exc, FeedError | httpx.HTTPError | trio.TooSlowError | OSError):
+            reason = str(exc) or exc.__class__.__name__
+            if isinstance(exc, trio.TooSlowError):
+                reason = "timed out"
+            log.warning(
+                "feed %s failed (%s: %s); attempt %d, retrying in %.1fs",
+                source,
+                exc.__class__.__name__,
+                reason[:300],
+                self.failures,
+                delay,
+            )
+        else:
+            log.error("feed %s: unexpected error; retrying in %.1fs", source, delay, exc_info=exc)
+        return delay
+
+    async def deliver(self, cycle: Cycle, source: str) -> None:
+        """Hand one cycle to the hub: positions first, then events, then the feed time."""
+        self.failures = 0
+        if cycle.stale:
+            log.debug(
+                "feed %s: snapshot %s not newer than the last one; skipped", source, cycle.timestamp
+            )
+            return
+        hub = self.hub
+        hub.replace_positions(cycle.positions)
+        update_time = cycle.update_time
+        if self.as_live:
+            update_time = dt.datetime.now(dt.UTC)
+        for n, (etype, data, stamp) in enumerate(cycle.events, 1):
+            if self.as_live:
+                data, stamp = _played_now(data, stamp, format_ts(update_time))
+            try:
+                hub.publish(etype, data, timestamp=stamp)
+            except Exception:
+                log.exception("hub refused a %s event", etype)
+            if n % PUBLISH_BATCH == 0:
+                await trio.sleep(0)
+        hub.feed_updated(update_time)
+        self.cycles += 1
+        age = (dt.datetime.now(dt.UTC) - update_time).total_seconds()
+        log.info(
+            "feed %s: snapshot %s, age %.1fs, %d pilots (%d skipped), %d events",
+            source,
+            cycle.timestamp,
+            age,
+            cycle.pilots,
+            cycle.skipped,
+            len(cycle.events),
+        )
+
+    # -- HTTP -------------------------------------------------------------------------------
+
+    async def run_http(self, url: str, timeout: float, task_status: trio.TaskStatus[None]) -> None:
+        source = safe_url(url)
+        headers = {"User-Agent": f"swimctl/{__version__}", "Accept-Encoding": "gzip"}
+        limits = httpx.Limits(max_connections=2, max_keepalive_connections=1)
+        last_stamp: bytes | None = None
+        validators: dict[str, str] = {}
+        async with httpx.AsyncClient(
+            timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),
+            headers=headers,
+            limits=limits,
+            follow_redirects=True,
+        ) as client:
+            task_status.started()
+            log.info("feed polling %s every %.1fs", source, self.interval)
+            while True:
+                started = time.monotonic()
+                try:
+                    with trio.fail_after(timeout):
+                        raw = await self._fetch(client, url, validators)
+                    if raw is None or (last_stamp is not None and _peek_stamp(raw) == last_stamp):
+                        log.debug("feed %s: unchanged", source)
+                        self.failures = 0
+                    else:
+                        cycle = await trio.to_thread.run_sync(
+                            _decode_and_detect, self.detector, raw, None, False
+                        )
+                        last_stamp = _peek_stamp(raw)
+                        await self.deliver(cycle, source)
+                except Exception as exc:
+                    validators.clear()  # a failed body must be fetched whole next time
+                    await trio.sleep(self.failed(source, exc))
+                    continue
+                await trio.sleep(max(0.0, self.interval - (time.monotonic() - started)))
+
+    @staticmethod
+    async def _fetch(
+        client: httpx.AsyncClient, url: str, validators: dict[str, str]
+    ) -> bytes | None:
+        """GET the snapshot; None when the server says it has not changed (304)."""
+        request_headers = {}
+        if "etag" in validators:
+            request_headers["If-None-Match"] = validators["etag"]
+        if "last-modified" in validators:
+            request_headers["If-Modified-Since"] = validators["last-modified"]
+        async with client.stream("GET", url, headers=request_headers) as resp:
+            if resp.status_code == 304:
+                return None
+            if resp.status_code != 200:
+                raise FeedError(f"HTTP {resp.status_code}")
+            chunks: list[bytes] = []
+            size = 0
+            async for chunk in resp.aiter_bytes():
+                size += len(chunk)
+                if size > MAX_BODY_BYTES:
+                    raise FeedError(f"body larger than {MAX_BODY_BYTES} bytes")
+                chunks.append(chunk)
+            validators.clear()
+            for name in ("etag", "last-modified"):
+                if name in resp.headers:
+                    validators[name] = resp.headers[name]
+            return b"".join(chunks)
+
+    # -- files ------------------------------------------------------------------------------
+
+    async def run_file(self, path: Path, loop: bool, task_status: trio.TaskStatus[None]) -> None:
+        source = str(path)
+        task_status.started()
+        last_stamp: bytes | None = None
+        while True:
+            try:
+                raw = await trio.to_thread.run_sync(_read_snapshot_bytes, path)
+                stamp = _peek_stamp(raw)
+                if last_stamp is None or stamp != last_stamp:
+                    cycle = await trio.to_thread.run_sync(
+                        _decode_and_detect, self.detector, raw, None, False
+                    )
+                    last_stamp = stamp
+                    await self.deliver(cycle, source)
+                else:
+                    self.failures = 0
+            except Exception as exc:
+                delay = self.failed(source, exc)
+                if not loop:
+                    return
+                await trio.sleep(delay)
+                continue
+            if not loop:
+                return
+            await trio.sleep(self.interval)
+
+    async def run_directory(
+        self, directory: Path, loop: bool, task_status: trio.TaskStatus[None]
+    ) -> None:
+        task_status.started()
+        shift = dt.timedelta(0)
+        reset_first = False
+        while True:
+            files = await trio.to_thread.run_sync(list_snapshots, directory)
+            if not files:
+                log.warning("feed %s: no snapshots (*.json, *.json.gz)", directory)
+                if not loop:
+                    return
+                await trio.sleep(max(self.interval, 1.0))
+                continue
+            log.info("feed replaying %d snapshots from %s", len(files), directory)
+            first_time: dt.datetime | None = None
+            last_time: dt.datetime | None = None
+            for n, path in enumerate(files):
+                if n:
+                    await trio.sleep(self.interval)
+                try:
+                    raw = await trio.to_thread.run_sync(_read_snapshot_bytes, path)
+                    cycle = await trio.to_thread.run_sync(
+                        _decode_and_detect, self.detector, raw, shift or None, reset_first
+                    )
+                except Exception as exc:
+                    self.failed(path.name, exc)  # skip the bad file; no retry of the same bytes
+                    continue
+                reset_first = False
+                if not cycle.stale:
+                    first_time = first_time or cycle.update_time
+                    last_time = cycle.update_time
+                await self.deliver(cycle, path.name)
+            if not loop:
+                return
+            await trio.sleep(self.interval)
+            if first_time is not None and last_time is not None:
+                # next pass: same snapshots, later times; flights start afresh
+                shift += (last_time - first_time) + FEED_PERIOD
+                reset_first = True
