@@ -122,7 +122,7 @@ async def _control(pipe: Connection, handle: Any, key: str) -> None:
 async def _main(pipe: Connection) -> None:
     from swimctl.hub.config import HubConfig
     from swimctl.hub.service import ServeOptions, run_service
-    from swimctl.keys.store import DEFAULT_TIER_CAPS, KeyStore
+    from swimctl.keys import DEFAULT_TIER_CAPS, KeyStore
 
     tmp = tempfile.mkdtemp(prefix="swimbench-")
     db_url = f"sqlite:///{tmp}/keys.db"

@@ -562,3 +562,22 @@ async def test_a_mixed_burst_to_clients_taking_every_type_arrives_whole_and_in_o
     await unfiltered[0].send({"action": "status"})
     status = await unfiltered[0].message()
     assert status["data"]["messages_sent"] == 40
+
+
+async def test_two_hubs_in_one_process_keep_their_own_plans(start_hub: Any) -> None:
+    """Routing changes and outbox demotions are counted per hub: a client of one hub that
+    falls behind or resubscribes does not make the other hub rebuild its plans."""
+    first, second = await start_hub(), await start_hub()
+    async with first.connect() as ws_a, second.connect() as ws_b:
+        for ws in (ws_a, ws_b):
+            await request(ws, {"action": "subscribe", "channels": ["flight.*"]})
+        first.hub.publish("flight.departed", {"callsign": "A1"})
+        second.hub.publish("flight.departed", {"callsign": "B1"})
+        plan_b = second.hub._targets.plan("flight.departed", second.hub.clients)
+        assert plan_b.fast_ready()
+        [client_a] = first.hub.clients.values()
+        client_a.outbox.accept_events = False  # leaves the direct state: a demotion in A
+        assert plan_b.fast_ready()
+        assert second.hub._targets.plan("flight.departed", second.hub.clients) is plan_b
+        await request(ws_a, {"action": "subscribe", "channels": ["tmi.*"]})
+        assert second.hub._targets.plan("flight.departed", second.hub.clients) is plan_b

@@ -8,6 +8,7 @@ lookup for most clients.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import attrs
@@ -17,25 +18,14 @@ from swimctl.core.protocol import pattern_matches
 
 ALL: tuple[Filter, ...] = ()  # a route that accepts every event of the type
 
-_generation = 0  # bumped whenever any client's routing may have changed
-
-
-def routing_generation() -> int:
-    """Changes whenever any Subscriptions is created or changed: a cache of routes taken
-    across clients is valid while this (and the set of clients) stays the same."""
-    return _generation
-
-
-def _bump() -> None:
-    global _generation
-    _generation += 1
-
-
 @attrs.define(eq=False)
 class Subscriptions:
     """A client's map of channel pattern → filter, with a per-type routing cache."""
 
     patterns: dict[str, Filter] = attrs.field(factory=dict)
+    # Called after every change: the hub's fan-out plans, built from everyone's routes,
+    # are dropped then (hub/plans.py).
+    on_change: Callable[[], None] | None = attrs.field(default=None, repr=False)
     _routes: dict[str, tuple[Filter, ...] | None] = attrs.field(factory=dict)
     _fast: dict[str, Any] = attrs.field(factory=dict)
     positions_key: str | None = None
@@ -55,15 +45,13 @@ class Subscriptions:
         self._changed()
         return list(channels)
 
-    def __attrs_post_init__(self) -> None:
-        _bump()  # a new client (every Client makes its own Subscriptions)
-
     def _changed(self) -> None:
-        _bump()
         self._routes.clear()
         self._fast.clear()
         route = self.route("flight.positions")
         self.positions_key = None if route is None else "|".join(f.key for f in route)
+        if self.on_change is not None:
+            self.on_change()
 
     def route(self, event_type: str) -> tuple[Filter, ...] | None:
         """None: not subscribed. ALL: unfiltered. Otherwise the filters, any of which suffices."""

@@ -44,7 +44,7 @@ from swimctl.core.routing import (
 from swimctl.core.tmi import TmiBook, TmiError, validate_program
 from swimctl.hub.client import Client
 from swimctl.hub.config import HubConfig
-from swimctl.hub.outbox import CONTROL, EVENT
+from swimctl.hub.outbox import CONTROL, EVENT, Demotions
 from swimctl.hub.outbox import POSITIONS as POSITIONS_KIND
 from swimctl.hub.plans import TargetCache, TargetPlan
 from swimctl.hub.stats import HubStats
@@ -90,7 +90,8 @@ class Hub:
         self.feed_time: dt.datetime | None = None
         self.on_event: list[Callable[[StreamEvent], None]] = []  # recorders, metrics
         self.shutting_down = False
-        self._targets = TargetCache()  # fan-out plans per event type
+        self.demotions = Demotions()  # shared by this hub's outboxes and plans
+        self._targets = TargetCache(self.demotions)  # fan-out plans per event type
         self._coalescing = False  # True while run_coalescer runs
         self._pending: list[StreamEvent] = []  # published, held for the next fan-out
         self._pending_bytes = 0
@@ -111,6 +112,7 @@ class Hub:
             return False
         peers.add(client)
         self.clients[client.client_id] = client
+        client.subs.on_change = self._targets.reset
         self._targets.reset()  # who is subscribed to what has changed
         return True
 
@@ -118,6 +120,7 @@ class Hub:
         self.flush()
         if self.clients.pop(client.client_id, None) is None:
             return
+        client.subs.on_change = None
         self.stats.bytes_sent_closed += client.outbox.bytes_sent
         self._targets.reset()
         peers = self.by_key.get(client.key_id)

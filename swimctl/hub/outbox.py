@@ -24,18 +24,15 @@ POSITIONS = 2  # positions batches: state, so a newer batch replaces a queued ol
 
 WRITEV_CHUNKS = 128  # chunks gathered into one writev by the writer (IOV_MAX is 1024)
 
-_demotions = 0  # bumped whenever any outbox stops being `direct`
+class Demotions:
+    """Counts outboxes leaving the direct state, one counter per hub: a list of file
+    descriptors taken from direct outboxes (hub/plans.TargetPlan) may be written to while
+    the count stays the same."""
 
+    __slots__ = ("count",)
 
-def demotion_count() -> int:
-    """Changes whenever any outbox leaves the direct state: a list of file descriptors taken
-    from direct outboxes (targets.TargetPlan) may be written to while this stays the same."""
-    return _demotions
-
-
-def _demoted() -> None:
-    global _demotions
-    _demotions += 1
+    def __init__(self) -> None:
+        self.count = 0
 
 
 class Outbox:
@@ -46,12 +43,15 @@ class Outbox:
     and a sleeping task each.
     """
 
-    __slots__ = ("_accept", "_chunks", "_drained", "_head_sent", "_kinds", "_nursery",
+    __slots__ = ("_accept", "_chunks", "_demotions", "_drained", "_head_sent", "_kinds",
+                 "_nursery",
                  "_wakeup", "_writer_started", "broken", "bytes_sent", "direct", "fd", "limit",
                  "queued_bytes", "stream")
 
-    def __init__(self, stream: trio.abc.Stream, fd: int | None, limit: int) -> None:
+    def __init__(self, stream: trio.abc.Stream, fd: int | None, limit: int,
+                 demotions: Demotions | None = None) -> None:
         self.stream = stream
+        self._demotions = demotions if demotions is not None else Demotions()
         self.fd = fd  # set for plain TCP: direct writes; None (TLS): writer task only
         self.limit = limit
         self._chunks: deque[bytes] | None = None  # made on the first backlog, then kept
@@ -103,7 +103,7 @@ class Outbox:
         direct = (self.fd is not None and not self.broken and self._accept
                   and not self._chunks)
         if self.direct and not direct:
-            _demoted()
+            self._demotions.count += 1
         self.direct = direct
 
     # -- producers ---------------------------------------------------------------------------
@@ -166,7 +166,7 @@ class Outbox:
         self.queued_bytes += len(data)
         if self.direct:
             self.direct = False
-            _demoted()
+            self._demotions.count += 1
         self._wake_writer()
 
     def _drop_queued_positions(self) -> None:
@@ -200,7 +200,7 @@ class Outbox:
         self.broken = True
         if self.direct:
             self.direct = False
-            _demoted()
+            self._demotions.count += 1
         if self._chunks is not None and self._kinds is not None:
             self._chunks.clear()
             self._kinds.clear()

@@ -11,7 +11,7 @@ A plan splits the subscribers of one event type by how much work their filters n
 - filtered: airport-only routes listed under each of their airports, the rest in `general`.
 
 The fast list is only valid while every outbox in it stays `direct` (nothing queued, open,
-taking events). Any outbox leaving that state bumps `transport.demotion_count()`, and the
+taking events). Any outbox leaving that state bumps the hub's `Demotions` count, and the
 plan rebuilds its fast list before the next event, so a frame can never overtake a backlog
 or reach a socket that is closing. An outbox that becomes direct again rejoins the fast list
 at the next rebuild; until then it is served through its outbox, which writes directly too.
@@ -26,8 +26,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
-from swimctl.core.routing import ALL, routing_generation
-from swimctl.hub.outbox import demotion_count
+from swimctl.core.routing import ALL
+from swimctl.hub.outbox import Demotions
 
 if TYPE_CHECKING:
     from swimctl.hub.client import Client
@@ -44,10 +44,21 @@ def passes_every_filter(etype: str) -> bool:
 class TargetPlan:
     """The subscribers of one event type, grouped for fan-out (see the module docstring)."""
 
-    __slots__ = ("by_airport", "fast_by_fd", "fast_events", "fast_fds", "fast_stamp",
-                 "filtered", "general", "slow", "unfiltered")
+    __slots__ = (
+        "by_airport",
+        "demotions",
+        "fast_by_fd",
+        "fast_events",
+        "fast_fds",
+        "fast_stamp",
+        "filtered",
+        "general",
+        "slow",
+        "unfiltered",
+    )
 
-    def __init__(self, clients: Iterable[Client], etype: str) -> None:
+    def __init__(self, clients: Iterable[Client], etype: str, demotions: Demotions) -> None:
+        self.demotions = demotions
         pass_all = passes_every_filter(etype)
         self.unfiltered: list[Target] = []
         self.filtered: list[Target] = []  # every target with a route to test
@@ -75,7 +86,7 @@ class TargetPlan:
 
     def fast_ready(self) -> bool:
         """True when no outbox has left the direct state since the fast list was made."""
-        return self.fast_stamp == demotion_count()
+        return self.fast_stamp == self.demotions.count
 
     def rebuild_fast(self) -> None:
         """Split the unfiltered targets into direct file descriptors and the rest."""
@@ -91,7 +102,7 @@ class TargetPlan:
             else:
                 slow.append(target)
         self.fast_fds, self.fast_by_fd, self.slow = fds, by_fd, slow
-        self.fast_stamp = demotion_count()
+        self.fast_stamp = self.demotions.count
 
     def fold(self) -> None:
         """Add the events written through the fast list to each of its clients' counts."""
@@ -111,28 +122,22 @@ class TargetPlan:
 
 
 class TargetCache:
-    """One plan per event type, valid while the routing generation holds and no client comes
-    or goes. Clients reach the registry right after they are made (server.py), so a new
-    client always changes the routing generation after the cache was last built; `reset`
-    covers admission and removal explicitly."""
+    """One plan per event type, valid until `reset`: the hub resets it when a client comes
+    or goes and whenever a client's subscriptions change (Subscriptions.on_change)."""
 
-    def __init__(self) -> None:
-        self._stamp: tuple[int, int] | None = None
+    def __init__(self, demotions: Demotions) -> None:
+        self.demotions = demotions
         self._plans: dict[str, TargetPlan] = {}
 
     def reset(self) -> None:
-        self._stamp = None
+        for old in self._plans.values():
+            old.fold()
+        self._plans = {}
 
     def plan(self, etype: str, clients: dict[str, Client]) -> TargetPlan:
-        stamp = (routing_generation(), len(clients))
-        if self._stamp != stamp:
-            for old in self._plans.values():
-                old.fold()
-            self._plans = {}
-            self._stamp = stamp
         plan = self._plans.get(etype)
         if plan is None:
-            plan = self._plans[etype] = TargetPlan(clients.values(), etype)
+            plan = self._plans[etype] = TargetPlan(clients.values(), etype, self.demotions)
         return plan
 
     def messages_sent(self, client: Client) -> int:

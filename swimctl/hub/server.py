@@ -109,7 +109,7 @@ class HubServer:
         """One connection, owned by one nursery: trio-websocket's reader, us, and (once a
         backlog or a close needs them) the writer and the closer."""
         fd = stream.socket.fileno() if isinstance(stream, trio.SocketStream) else None
-        outbox = Outbox(stream, fd, self.config.outbox_limit)
+        outbox = Outbox(stream, fd, self.config.outbox_limit, self.hub.demotions)
         wrapped = OutboxStream(stream, outbox, self.config.close_timeout)
         try:
             async with trio.open_nursery() as nursery:
