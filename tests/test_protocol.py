@@ -8,6 +8,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from swimctl.core import protocol as p
+from swimctl.core.channels import DEFAULT_CHANNELS, pattern_matches
 
 
 def parse(obj: object) -> p.Request:
@@ -68,11 +69,12 @@ def test_request_id_is_echoed_on_errors() -> None:
 
 
 def test_patterns() -> None:
-    assert p.pattern_matches("*", "flight.departed")
-    assert p.pattern_matches("flight.*", "flight.departed")
-    assert p.pattern_matches("ctp.*", "ctp.slot.assigned")
-    assert not p.pattern_matches("flight.*", "tmi.issued")
-    assert p.valid_pattern("ctp.anything.goes") and not p.valid_pattern("flight.")
+    assert pattern_matches("*", "flight.departed")
+    assert pattern_matches("flight.*", "flight.departed")
+    assert pattern_matches("ctp.*", "ctp.slot.assigned")
+    assert not pattern_matches("flight.*", "tmi.issued")
+    assert DEFAULT_CHANNELS.valid_pattern("ctp.anything.goes")
+    assert not DEFAULT_CHANNELS.valid_pattern("flight.")
 
 
 @given(st.recursive(

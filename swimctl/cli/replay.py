@@ -34,11 +34,11 @@ from swimctl.client.publisher import (
     publish_body,
     publish_once,
 )
+from swimctl.core.channels import is_hub_only
 from swimctl.core.model import Envelope, parse_ts
 from swimctl.recordings import ReadReport, read_events
 
 SAMPLES = 5
-HUB_ONLY = ("system.", "tmi.active")  # produced by a hub itself; a publish is refused
 
 
 @attrs.define
@@ -110,7 +110,7 @@ class HubSink:
                 await self.stack.aclose()
 
     async def emit(self, env: Envelope, event_id: str, where: str) -> None:
-        if env.type.startswith(HUB_ONLY):
+        if is_hub_only(env.type):
             self.stats.skipped_hub_only += 1
             return
         body = publish_body(env.type, env.data, event_id, env.timestamp)

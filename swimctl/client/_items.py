@@ -12,9 +12,8 @@ from typing import Any
 import attrs
 import orjson
 
+from swimctl.core.channels import HEARTBEAT, POSITIONS, TMI_ACTIVE
 from swimctl.core.model import (
-    HEARTBEAT,
-    POSITIONS,
     Envelope,
     FlightData,
     Position,
@@ -103,7 +102,7 @@ class Event:
 
     @property
     def is_snapshot(self) -> bool:
-        return self.type == "tmi.active" or bool(self.data.get("snapshot"))
+        return self.type == TMI_ACTIVE or bool(self.data.get("snapshot"))
 
     @property
     def positions(self) -> list[Position]:
@@ -127,14 +126,14 @@ class Event:
     @property
     def program(self) -> TmiProgram | None:
         """Typed program of `tmi.issued` / `tmi.modified` / `tmi.released`."""
-        if not self.type.startswith("tmi.") or self.type == "tmi.active":
+        if not self.type.startswith("tmi.") or self.type == TMI_ACTIVE:
             return None
         return _build(TmiProgram, self.data)
 
     @property
     def programs(self) -> list[TmiProgram]:
         """Programs of a `tmi.active` snapshot."""
-        if self.type != "tmi.active":
+        if self.type != TMI_ACTIVE:
             return []
         out = []
         for item in self.data.get("programs") or ():

@@ -48,7 +48,7 @@ from swimctl.client._transport import (
     make_ssl_context,
     open_websocket,
 )
-from swimctl.core.model import HEARTBEAT
+from swimctl.core.channels import HEARTBEAT
 from swimctl.core.protocol import CLOSE_AUTH, CLOSE_GOING_AWAY, CLOSE_LIMIT
 from swimctl.core.resume import (
     NO_RESUME_GAP,

@@ -12,6 +12,7 @@ from typing import Any
 
 import attrs
 
+from swimctl.core.channels import is_hub_only
 from swimctl.core.model import dumps
 
 MAX_VALUES = 1000
@@ -73,11 +74,10 @@ class Filter:
         )
 
     def accepts(self, event_type: str, data: dict[str, Any]) -> bool:
-        """Whether a (non-positions) event passes; `system.*` is never filtered."""
-        if self.empty or event_type.startswith("system."):
+        """Whether a (non-positions) event passes; hub-only types are never filtered (a
+        `tmi.active` program list is sliced instead, like a positions batch)."""
+        if self.empty or is_hub_only(event_type):
             return True
-        if event_type == "tmi.active":
-            return True  # its program list is sliced instead, like a positions batch
         return self._accepts_record(data)
 
     def accepts_position(self, position: dict[str, Any]) -> bool:

@@ -17,31 +17,11 @@ from cattrs.errors import BaseValidationError
 from cattrs.gen import make_dict_unstructure_fn, override
 from cattrs.preconf.orjson import make_converter
 
+from swimctl.core.channels import DEFAULT_CHANNELS, Channels
+
 T = TypeVar("T")
 
 converter = make_converter(omit_if_default=False)
-
-# Event families a client may subscribe to with `family.*`; exact types are any dotted name
-# inside one of them.
-FAMILIES: frozenset[str] = frozenset(
-    {"flight", "tmi", "system", "ctp", "splits", "cdm", "aman"}
-)
-
-FLIGHT_TYPES: frozenset[str] = frozenset(
-    {
-        "flight.created",
-        "flight.updated",
-        "flight.departed",
-        "flight.arrived",
-        "flight.deleted",
-        "flight.positions",
-    }
-)
-TMI_TYPES: frozenset[str] = frozenset({"tmi.issued", "tmi.modified", "tmi.released", "tmi.active"})
-SYSTEM_TYPES: frozenset[str] = frozenset({"system.heartbeat"})
-POSITIONS = "flight.positions"
-HEARTBEAT = "system.heartbeat"
-
 
 def utc_now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
@@ -187,12 +167,12 @@ class EnvelopeError(ValueError):
     """A line or message that is not a valid event envelope."""
 
 
-def envelope_from_obj(obj: Any) -> Envelope:
+def envelope_from_obj(obj: Any, channels: Channels = DEFAULT_CHANNELS) -> Envelope:
     """Validate a decoded JSON value as an envelope (PROTOCOL.md section 7)."""
     if not isinstance(obj, dict):
         raise EnvelopeError("an event must be a JSON object")
     etype = obj.get("type")
-    if not isinstance(etype, str) or not is_event_type(etype):
+    if not isinstance(etype, str) or not channels.is_event_type(etype):
         raise EnvelopeError("`type` must be a known event type")
     timestamp = obj.get("timestamp")
     if not isinstance(timestamp, str):
@@ -213,19 +193,13 @@ def envelope_from_obj(obj: Any) -> Envelope:
     return Envelope(type=etype, timestamp=timestamp, data=data, seq=seq, event_id=event_id)
 
 
-def envelope_from_line(line: bytes | str) -> Envelope:
+def envelope_from_line(line: bytes | str, channels: Channels = DEFAULT_CHANNELS) -> Envelope:
     """One event-file line (PROTOCOL.md section 7) to an envelope, or EnvelopeError."""
     try:
         obj = orjson.loads(line)
     except orjson.JSONDecodeError as exc:
         raise EnvelopeError(f"not JSON ({exc.msg})") from None
-    return envelope_from_obj(obj)
-
-
-def is_event_type(name: str) -> bool:
-    """A concrete event type: `family.something` with a known family and no wildcard."""
-    family, dot, rest = name.partition(".")
-    return bool(dot) and family in FAMILIES and bool(rest) and "*" not in name and len(name) <= 128
+    return envelope_from_obj(obj, channels)
 
 
 def dumps(obj: Any) -> bytes:

@@ -11,22 +11,12 @@ from typing import Any
 import attrs
 import orjson
 
+from swimctl.core.channels import DEFAULT_CHANNELS, Channels
 from swimctl.core.filters import AirportArtcc, Filter, FilterError, compile_filter
-from swimctl.core.model import (
-    FAMILIES,
-    FLIGHT_TYPES,
-    SYSTEM_TYPES,
-    TMI_TYPES,
-    dumps,
-    format_ts,
-    is_event_type,
-    parse_ts,
-)
+from swimctl.core.model import dumps, format_ts, parse_ts
 
 MAX_CHANNELS = 64
 MAX_EVENT_ID = 128
-# Families whose exact types the hub knows; the others relay whatever a publisher sends.
-KNOWN_TYPES = {"flight": FLIGHT_TYPES, "tmi": TMI_TYPES, "system": SYSTEM_TYPES}
 
 
 class _Missing:
@@ -69,27 +59,6 @@ class ProtocolError(Exception):
         self.code = code
         self.message = message
         self.request_id = request_id
-
-
-def valid_pattern(pattern: str) -> bool:
-    """`*`, `family.*`, or an exact type (known, or any type of a relayed family)."""
-    if pattern == "*":
-        return True
-    family, dot, rest = pattern.partition(".")
-    if not dot or family not in FAMILIES:
-        return False
-    if rest == "*":
-        return True
-    known = KNOWN_TYPES.get(family)
-    if known is not None:
-        return pattern in known
-    return is_event_type(pattern)
-
-
-def pattern_matches(pattern: str, event_type: str) -> bool:
-    if pattern == "*" or pattern == event_type:
-        return True
-    return pattern.endswith(".*") and event_type.startswith(pattern[:-1])
 
 
 @attrs.frozen
@@ -150,7 +119,8 @@ def request_id_of(raw: str | bytes) -> Any:
     return _request_id(obj) if isinstance(obj, dict) else MISSING
 
 
-def _channels(obj: dict[str, Any], rid: Any, *, required: bool) -> tuple[str, ...] | None:
+def _channels(obj: dict[str, Any], rid: Any, table: Channels, *,
+              required: bool) -> tuple[str, ...] | None:
     value = obj.get("channels")
     if value is None or value == []:
         if required:
@@ -164,12 +134,13 @@ def _channels(obj: dict[str, Any], rid: Any, *, required: bool) -> tuple[str, ..
     if len(value) > MAX_CHANNELS:
         raise ProtocolError(INVALID_SUBSCRIBE, f"at most {MAX_CHANNELS} channels", rid)
     for channel in value:
-        if not valid_pattern(channel):
+        if not table.valid_pattern(channel):
             raise ProtocolError(INVALID_CHANNEL, f"unknown channel {channel[:64]!r}", rid)
     return tuple(dict.fromkeys(value))
 
 
-def parse_request(raw: str | bytes, airport_artcc: AirportArtcc | None = None) -> Request:
+def parse_request(raw: str | bytes, airport_artcc: AirportArtcc | None = None,
+                  channels: Channels = DEFAULT_CHANNELS) -> Request:
     """One client message to a typed request, or ProtocolError with the right code."""
     if isinstance(raw, bytes):
         raise ProtocolError(INVALID_JSON, "binary frames are not accepted; send JSON text")
@@ -184,22 +155,23 @@ def parse_request(raw: str | bytes, airport_artcc: AirportArtcc | None = None) -
     if not isinstance(action, str):
         raise ProtocolError(UNKNOWN_ACTION, "`action` must be a string", rid)
     if action == "subscribe":
-        return _parse_subscribe(obj, rid, airport_artcc)
+        return _parse_subscribe(obj, rid, airport_artcc, channels)
     if action == "unsubscribe":
-        return Unsubscribe(channels=_channels(obj, rid, required=False), request_id=rid)
+        return Unsubscribe(channels=_channels(obj, rid, channels, required=False),
+                           request_id=rid)
     if action == "ping":
         return Ping(request_id=rid)
     if action == "status":
         return Status(request_id=rid)
     if action == "publish":
-        return _parse_publish(obj, rid)
+        return _parse_publish(obj, rid, channels)
     raise ProtocolError(UNKNOWN_ACTION, f"unknown action {action[:64]!r}", rid)
 
 
 def _parse_subscribe(
-    obj: dict[str, Any], rid: Any, airport_artcc: AirportArtcc | None
+    obj: dict[str, Any], rid: Any, airport_artcc: AirportArtcc | None, table: Channels
 ) -> Subscribe:
-    channels = _channels(obj, rid, required=True)
+    channels = _channels(obj, rid, table, required=True)
     assert channels is not None
     try:
         flt = compile_filter(obj.get("filters"), airport_artcc)
@@ -228,15 +200,13 @@ def _parse_subscribe(
     )
 
 
-def _parse_publish(obj: dict[str, Any], rid: Any) -> Publish:
+def _parse_publish(obj: dict[str, Any], rid: Any, table: Channels) -> Publish:
     channel = obj.get("channel")
-    if not isinstance(channel, str) or not is_event_type(channel):
+    if not isinstance(channel, str):
         raise ProtocolError(INVALID_PUBLISH, "`channel` must be one concrete event type", rid)
-    if channel.startswith("system.") or channel == "tmi.active":
-        raise ProtocolError(INVALID_PUBLISH, f"{channel} is produced by the hub only", rid)
-    known = KNOWN_TYPES.get(channel.partition(".")[0])
-    if known is not None and channel not in known:
-        raise ProtocolError(INVALID_PUBLISH, f"unknown event type {channel!r}", rid)
+    refused = table.publish_error(channel)
+    if refused is not None:
+        raise ProtocolError(INVALID_PUBLISH, refused, rid)
     data = obj.get("data")
     if not isinstance(data, dict):
         raise ProtocolError(INVALID_PUBLISH, "`data` must be an object", rid)

@@ -13,8 +13,8 @@ from typing import Any
 
 import attrs
 
+from swimctl.core.channels import POSITIONS, pattern_matches
 from swimctl.core.filters import Filter
-from swimctl.core.protocol import pattern_matches
 
 ALL: tuple[Filter, ...] = ()  # a route that accepts every event of the type
 
@@ -48,7 +48,7 @@ class Subscriptions:
     def _changed(self) -> None:
         self._routes.clear()
         self._fast.clear()
-        route = self.route("flight.positions")
+        route = self.route(POSITIONS)
         self.positions_key = None if route is None else "|".join(f.key for f in route)
         if self.on_change is not None:
             self.on_change()

@@ -20,8 +20,9 @@ from typing import Any
 import trio
 
 from swimctl import PROTOCOL_VERSION
+from swimctl.core.channels import HEARTBEAT, POSITIONS, TMI_ACTIVE
 from swimctl.core.filters import AirportArtcc
-from swimctl.core.model import HEARTBEAT, POSITIONS, Envelope, dumps, format_ts, format_ts_seconds
+from swimctl.core.model import Envelope, dumps, format_ts, format_ts_seconds
 from swimctl.core.protocol import (
     CLOSE_AUTH,
     CLOSE_GOING_AWAY,
@@ -483,11 +484,11 @@ class Hub:
                 data = {"count": len(kept), "positions": kept, "snapshot": True}
                 self._deliver(client, text_frame(Envelope(POSITIONS, now, data).encode()),
                               POSITIONS_KIND)
-        route = client.subs.route("tmi.active")
+        route = client.subs.route(TMI_ACTIVE)
         if route is not None:
             programs = slice_records(route, self.tmi.active())
             data = {"programs": programs, "count": len(programs)}
-            self._deliver(client, text_frame(Envelope("tmi.active", now, data).encode()), EVENT)
+            self._deliver(client, text_frame(Envelope(TMI_ACTIVE, now, data).encode()), EVENT)
 
     def handle_publish(self, client: Client, req: Publish) -> None:
         data = req.data

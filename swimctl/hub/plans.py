@@ -26,6 +26,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
+from swimctl.core.channels import is_hub_only
 from swimctl.core.routing import ALL
 from swimctl.hub.outbox import Demotions
 
@@ -34,11 +35,6 @@ if TYPE_CHECKING:
     from swimctl.hub.outbox import Outbox
 
 Target = tuple["Client", "Outbox", Any]  # (client, its outbox, its fast route for one type)
-
-
-def passes_every_filter(etype: str) -> bool:
-    """Types that every filter accepts (Filter.accepts): routes need not be looked at."""
-    return etype.startswith("system.") or etype == "tmi.active"
 
 
 class TargetPlan:
@@ -59,7 +55,7 @@ class TargetPlan:
 
     def __init__(self, clients: Iterable[Client], etype: str, demotions: Demotions) -> None:
         self.demotions = demotions
-        pass_all = passes_every_filter(etype)
+        pass_all = is_hub_only(etype)  # every filter accepts these (Filter.accepts)
         self.unfiltered: list[Target] = []
         self.filtered: list[Target] = []  # every target with a route to test
         self.general: list[Target] = []  # filtered, but not by airports alone
