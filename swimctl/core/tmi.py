@@ -66,6 +66,25 @@ def validate_program(event_type: str, data: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def prepare_publish(book: TmiBook, event_type: str, data: dict[str, Any]) -> dict[str, Any]:
+    """The lifecycle rules for a published `tmi.*` event, against the programs now active:
+    an issue must be new, a modify or release must name an active program and carries its
+    full record (so airport and ARTCC filters still see it), and a release ends as
+    RELEASED unless it says CANCELLED or EXPIRED. Returns the payload to store."""
+    program_id = data.get("program_id")
+    known = book.get(program_id) if isinstance(program_id, str) else None
+    if event_type in ("tmi.modified", "tmi.released"):
+        if known is None:
+            raise TmiError(f"no active program {program_id!r}")
+        data = {**known, **data}
+        if event_type == "tmi.released":
+            status = data.get("status")
+            data["status"] = status if status in ("CANCELLED", "EXPIRED") else "RELEASED"
+    elif event_type == "tmi.issued" and known is not None:
+        raise TmiError(f"program {program_id!r} is already active")
+    return validate_program(event_type, data)
+
+
 @attrs.define
 class TmiBook:
     """Programs now active, by id, in issue order."""

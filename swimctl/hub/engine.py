@@ -42,7 +42,7 @@ from swimctl.core.routing import (
     airport_keys,
     slice_records,
 )
-from swimctl.core.tmi import TmiBook, TmiError, validate_program
+from swimctl.core.tmi import TmiBook, TmiError, prepare_publish
 from swimctl.hub.client import Client
 from swimctl.hub.config import HubConfig
 from swimctl.hub.outbox import CONTROL, EVENT, Demotions
@@ -507,21 +507,9 @@ class Hub:
         self.send(client, encode_reply(ack, req.request_id))
 
     def prepare_tmi(self, event_type: str, data: dict[str, Any], rid: Any = MISSING) -> dict:
-        """Validate a TMI payload; a modify or release carries the program's full record so
-        airport and ARTCC filters still see it."""
-        program_id = data.get("program_id")
-        known = self.tmi.get(program_id) if isinstance(program_id, str) else None
-        if event_type in ("tmi.modified", "tmi.released"):
-            if known is None:
-                raise ProtocolError(INVALID_PUBLISH, f"no active program {program_id!r}", rid)
-            data = {**known, **data}
-            if event_type == "tmi.released":
-                status = data.get("status")
-                data["status"] = status if status in ("CANCELLED", "EXPIRED") else "RELEASED"
-        elif event_type == "tmi.issued" and known is not None:
-            raise ProtocolError(INVALID_PUBLISH, f"program {program_id!r} is already active", rid)
+        """A published TMI payload checked against the active programs (core/tmi.py)."""
         try:
-            return validate_program(event_type, data)
+            return prepare_publish(self.tmi, event_type, data)
         except TmiError as exc:
             raise ProtocolError(INVALID_PUBLISH, str(exc), rid) from None
 
