@@ -58,7 +58,7 @@ async def _control(pipe: Connection, handle: Any, key: str) -> None:
         if cmd == "blast":
             for i in range(params["count"]):
                 t0 = time.thread_time()
-                hub.publish("flight.departed", stamp(small_event(i)))
+                await hub.publish("flight.departed", stamp(small_event(i)))
                 sync_cpu += time.thread_time() - t0
                 published += 1
                 await trio.lowlevel.checkpoint()
@@ -69,7 +69,7 @@ async def _control(pipe: Connection, handle: Any, key: str) -> None:
             for i in range(count):
                 await trio.sleep_until(t_start + i / rate)
                 t0 = time.thread_time()
-                hub.publish("flight.departed", stamp(small_event(i)))
+                await hub.publish("flight.departed", stamp(small_event(i)))
                 sync_cpu += time.thread_time() - t0
                 published += 1
             fan["event"] = list(hub.stats.fanout_seconds)
@@ -91,11 +91,11 @@ async def _control(pipe: Connection, handle: Any, key: str) -> None:
                 t_cycle = trio.current_time()
                 t0 = time.thread_time()
                 hub.stats.fanout_seconds.clear()
-                hub.publish("flight.positions", vatsim.positions_data())
+                await hub.publish("flight.positions", vatsim.positions_data())
                 fan["positions"].extend(hub.stats.fanout_seconds)
                 hub.stats.fanout_seconds.clear()
                 for etype, data in vatsim.lifecycle():
-                    hub.publish(etype, stamp(data))
+                    await hub.publish(etype, stamp(data))
                 hub.flush()  # what the coalescer would do a window later: time it here
                 fan["event"].extend(hub.stats.fanout_seconds)
                 sync_cpu += time.thread_time() - t0
@@ -104,7 +104,7 @@ async def _control(pipe: Connection, handle: Any, key: str) -> None:
         hub.flush()  # anything still held by coalescing goes before the mark
         steps = hub.stats.fanout.count - steps0
         backlogged = sum(1 for c in hub.clients.values() if c.outbox.depth)
-        hub.publish(MARK, {"phase": phase})
+        await hub.publish(MARK, {"phase": phase})
         pipe.send(("done", {
             "backlogged_at_end": backlogged,  # connections with frames queued in user space
             "published": published,

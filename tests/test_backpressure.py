@@ -35,7 +35,7 @@ async def test_stalled_client_is_closed_4008_and_others_get_everything(
                 # `slow` never reads from here on: trio-websocket's one-message queue fills
                 # and its socket stops being read.
                 for i in range(1000):
-                    hub.hub.publish("ctp.load", {"i": i, "pad": PAD})
+                    await hub.hub.publish("ctp.load", {"i": i, "pad": PAD})
                     largest_backlog = max(largest_backlog, slow_client.outbox.queued_bytes)
                     # paced like a busy feed (4 MB/s), so a healthy reader keeps up
                     await trio.sleep(0.002)
@@ -66,15 +66,15 @@ async def test_queued_positions_are_replaced_by_newer_ones(start_hub: StartHub) 
                      for i in range(10)]
         batches = 0
         for _ in range(100_000):  # until the socket is full and a batch has to queue
-            hub.hub.publish("flight.positions", {"count": 10, "positions": positions,
+            await hub.hub.publish("flight.positions", {"count": 10, "positions": positions,
                                                  "batch": batches})
             batches += 1
             if outbox.queued_bytes:
                 break
         assert outbox.queued_bytes, "the kernel never filled up"
-        hub.hub.publish("ctp.marker", {"n": 1})
+        await hub.hub.publish("ctp.marker", {"n": 1})
         for _ in range(5):
-            hub.hub.publish("flight.positions", {"count": 10, "positions": positions,
+            await hub.hub.publish("flight.positions", {"count": 10, "positions": positions,
                                                  "batch": batches})
             batches += 1
         assert hub.hub.clients[slow_id].close_code is None

@@ -59,16 +59,16 @@ async def test_resume_across_forced_disconnect_exactly_once(tmp_path: Path) -> N
             nursery.start_soon(col.run)
             await client.subscribe(["flight.departed"])
             for i in range(5):
-                h.hub.publish("flight.departed", departed(i))
+                await h.hub.publish("flight.departed", departed(i))
             await wait_until(lambda: len(col.events) == 5)
             next(iter(h.hub.clients.values())).request_close(1011, "test")
             await wait_until(lambda: not h.hub.clients)
             for i in range(5, 10):  # published while the client is away
-                h.hub.publish("flight.departed", departed(i))
+                await h.hub.publish("flight.departed", departed(i))
             await wait_until(lambda: client.state is swim.State.CONNECTED
                              and subscribed_clients(h.hub))
             for i in range(10, 15):
-                h.hub.publish("flight.departed", departed(i))
+                await h.hub.publish("flight.departed", departed(i))
             await wait_until(lambda: len(col.events) >= 15)
             await trio.sleep(0.2)
             seqs = [e.seq for e in col.events]
@@ -79,7 +79,7 @@ async def test_resume_across_forced_disconnect_exactly_once(tmp_path: Path) -> N
             states = [s.state for s in col.of(swim.StateChange)]
             assert states == [swim.State.CONNECTED, swim.State.DISCONNECTED,
                               swim.State.CONNECTING, swim.State.CONNECTED]
-            assert client.last_seq == 15 and client.epoch == h.hub.stream.epoch
+            assert client.last_seq == 15 and client.epoch == h.hub.log.epoch
         nursery.cancel_scope.cancel()
 
 
@@ -94,19 +94,19 @@ async def test_overlapping_subscriptions_resume_in_order_without_duplicates(
             nursery.start_soon(col.run)
             await client.subscribe(["flight.departed"], airports=["KJFK"])
             await client.subscribe(["flight.*"], airports=["KBOS"])
-            h.hub.publish("flight.departed", departed(0, "KJFK"))
+            await h.hub.publish("flight.departed", departed(0, "KJFK"))
             await wait_until(lambda: len(col.events) == 1)
             next(iter(h.hub.clients.values())).request_close(1011, "test")
             await wait_until(lambda: not h.hub.clients)
             expected = []
             for i in range(1, 13):
                 dep = ("KJFK", "KBOS", "KLAX")[i % 3]
-                seq, _ = h.hub.publish("flight.departed", departed(i, dep))
+                seq = (await h.hub.publish("flight.departed", departed(i, dep))).seq
                 if dep != "KLAX":
                     expected.append(seq)
             await wait_until(lambda: client.state is swim.State.CONNECTED)
             for i in range(13, 16):
-                seq, _ = h.hub.publish("flight.departed", departed(i, "KBOS"))
+                seq = (await h.hub.publish("flight.departed", departed(i, "KBOS"))).seq
                 expected.append(seq)
             await wait_until(lambda: len(col.events) >= 1 + len(expected))
             await trio.sleep(0.2)
@@ -121,14 +121,14 @@ async def test_gap_the_hub_cannot_fill_is_reported(tmp_path: Path) -> None:
             col = Collector(client)
             nursery.start_soon(col.run)
             await client.subscribe(["flight.departed"])
-            h.hub.publish("flight.departed", departed(0))
+            await h.hub.publish("flight.departed", departed(0))
             await wait_until(lambda: len(col.events) == 1)
             next(iter(h.hub.clients.values())).request_close(1011, "test")
             await wait_until(lambda: not h.hub.clients)
             for i in range(1, 11):  # more than the hub holds
-                h.hub.publish("flight.departed", departed(i))
+                await h.hub.publish("flight.departed", departed(i))
             await wait_until(lambda: client.state is swim.State.CONNECTED)
-            h.hub.publish("flight.departed", departed(99))
+            await h.hub.publish("flight.departed", departed(99))
             await wait_until(lambda: len(col.events) == 2)
             gap = col.of(swim.Resumed)
             assert len(gap) == 1 and gap[0].recovered is False and gap[0].gap
@@ -148,10 +148,10 @@ async def test_hub_restart_1001_reconnects_and_reports_new_epoch(tmp_path: Path)
             col = Collector(client)
             nursery.start_soon(col.run)
             await client.subscribe(["flight.departed"])
-            first.hub.publish("flight.departed", departed(0))
-            first.hub.publish("flight.departed", departed(1))
+            await first.hub.publish("flight.departed", departed(0))
+            await first.hub.publish("flight.departed", departed(1))
             await wait_until(lambda: len(col.events) == 2)
-            old_epoch = first.hub.stream.epoch
+            old_epoch = first.hub.log.epoch
             await first.handle.shutdown()
             await wait_until(lambda: any(s.close_code == 1001
                                          for s in col.of(swim.StateChange)))
@@ -159,14 +159,14 @@ async def test_hub_restart_1001_reconnects_and_reports_new_epoch(tmp_path: Path)
             second = await start_hub(nursery, tmp_path, port=first.port)
             await wait_until(lambda: client.state is swim.State.CONNECTED
                              and subscribed_clients(second.hub))
-            second.hub.publish("flight.departed", departed(2))
+            await second.hub.publish("flight.departed", departed(2))
             await wait_until(lambda: len(col.events) == 3)
             resumed = col.of(swim.Resumed)
             assert len(resumed) == 1 and not resumed[0].recovered
             assert resumed[0].previous_epoch == old_epoch
-            assert resumed[0].epoch == second.hub.stream.epoch != old_epoch
+            assert resumed[0].epoch == second.hub.log.epoch != old_epoch
             assert "restarted" in resumed[0].reason
-            assert col.events[2].seq == 1 and client.epoch == second.hub.stream.epoch
+            assert col.events[2].seq == 1 and client.epoch == second.hub.log.epoch
             assert any(s.state is swim.State.DISCONNECTED and "cannot connect" in (s.reason or "")
                        for s in col.of(swim.StateChange))
             await second.handle.shutdown()
@@ -214,18 +214,18 @@ async def test_silent_connection_is_detected_and_resumed(tmp_path: Path) -> None
             nursery.start_soon(col.run)
             await client.subscribe(["flight.departed"])
             assert client.heartbeat_interval == 1.0
-            h.hub.publish("flight.departed", departed(0))
+            await h.hub.publish("flight.departed", departed(0))
             await wait_until(lambda: len(col.events) == 1)
             proxy.freeze()
             frozen_at = trio.current_time()
-            h.hub.publish("flight.departed", departed(1))  # held by the dead path
+            await h.hub.publish("flight.departed", departed(1))  # held by the dead path
             await wait_until(lambda: client.state is not swim.State.CONNECTED, timeout=6)
             waited = trio.current_time() - frozen_at
             assert waited >= 1.5  # two heartbeat intervals, not sooner (no upper bound: shared CI)
             change = col.of(swim.StateChange)[-1]
             assert "no message or heartbeat" in (change.reason or "")
             await wait_until(lambda: client.state is swim.State.CONNECTED, timeout=6)
-            h.hub.publish("flight.departed", departed(2))
+            await h.hub.publish("flight.departed", departed(2))
             await wait_until(lambda: len(col.events) == 3)
             assert [e.seq for e in col.events] == [1, 2, 3]
             assert col.of(swim.Resumed)[0].recovered
@@ -270,7 +270,7 @@ async def test_typed_accessors_and_heartbeat_feed_age(tmp_path: Path) -> None:
                    "altitude_ft": 35000, "groundspeed_kts": 450, "heading_deg": 90,
                    "vertical_rate_fpm": 0, "current_artcc": "ZNY", "dep": "KJFK",
                    "arr": "KLAX"}
-            h.hub.publish("flight.positions", {"count": 1, "positions": [pos]})
+            await h.hub.publish("flight.positions", {"count": 1, "positions": [pos]})
             await wait_until(lambda: col.events and client.last_heartbeat is not None)
             event = col.events[0]
             assert event.positions[0].callsign == "DAL1"
@@ -366,8 +366,8 @@ async def test_older_hub_without_ids_or_resume_still_works_and_gaps_are_told() -
 async def test_resume_from_continues_an_earlier_stream(tmp_path: Path) -> None:
     async with running_hub(tmp_path) as h, trio.open_nursery() as nursery:
         for i in range(5):
-            h.hub.publish("flight.departed", departed(i))
-        epoch = h.hub.stream.epoch
+            await h.hub.publish("flight.departed", departed(i))
+        epoch = h.hub.log.epoch
         async with swim.connect(h.url, h.key, resume_from=(epoch, 2)) as client:
             col = Collector(client)
             nursery.start_soon(col.run)
@@ -382,7 +382,7 @@ async def test_resume_from_continues_an_earlier_stream(tmp_path: Path) -> None:
             await wait_until(lambda: col.of(swim.Resumed))
             gap = col.of(swim.Resumed)[0]
             assert not gap.recovered and gap.previous_epoch == "oldepo" and gap.epoch == epoch
-            h.hub.publish("flight.departed", departed(9))
+            await h.hub.publish("flight.departed", departed(9))
             await wait_until(lambda: len(col.events) == 1)
             assert col.events[0].seq == 6
         nursery.cancel_scope.cancel()
@@ -393,8 +393,8 @@ async def test_subscribe_returns_before_a_replay_larger_than_the_queue(tmp_path:
     caller only starts reading once subscribe() has returned."""
     async with running_hub(tmp_path) as h:
         for i in range(100):
-            h.hub.publish("flight.departed", departed(i))
-        epoch = h.hub.stream.epoch
+            await h.hub.publish("flight.departed", departed(i))
+        epoch = h.hub.log.epoch
         async with swim.connect(h.url, h.key, resume_from=(epoch, 0), queue_size=10) as client:
             with trio.fail_after(10):
                 reply = await client.subscribe(["flight.departed"])

@@ -19,7 +19,7 @@ def line(i: int, etype: str = "ctp.slot") -> bytes:
 
 
 def published(hub: Hub) -> list[int]:
-    return [e.data["i"] for e in hub.stream.since(hub.stream.epoch, 0) or []]
+    return [e.data["i"] for e in hub.log.since(hub.log.epoch, 0) or []]
 
 
 async def wait_for(pred, timeout: float = 5.0) -> None:  # type: ignore[no-untyped-def]

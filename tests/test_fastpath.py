@@ -150,7 +150,7 @@ async def test_every_client_gets_every_frame_in_order_while_pinging(start_hub: S
                 nursery.start_soon(reader, i, ready)
                 await ready.wait()
             for n in range(events):
-                hub.hub.publish("ctp.load", {"i": n, "pad": "x" * sizes[n % len(sizes)]})
+                await hub.hub.publish("ctp.load", {"i": n, "pad": "x" * sizes[n % len(sizes)]})
                 if n % 10 == 0:
                     await trio.sleep(0.005)
     for i in range(clients):
@@ -163,9 +163,9 @@ async def test_close_frame_comes_last_after_the_backlog(start_hub: StartHub) -> 
     frame, then nothing."""
     hub = await start_hub()
     client = await raw_subscribed(hub, ["ctp.*"])
-    first = hub.hub.stream.last_seq + 1
+    first = hub.hub.log.head + 1
     for n in range(200):  # ~0.6 MB: more than the socket buffers, so most of it queues
-        hub.hub.publish("ctp.load", {"i": n, "pad": PAD})
+        await hub.hub.publish("ctp.load", {"i": n, "pad": PAD})
     hub.hub.shutdown()  # close 1001 to everyone
     seqs: list[int] = []
     with trio.fail_after(20):
@@ -210,7 +210,7 @@ async def test_stalled_client_is_cut_off_at_its_bound_and_others_get_everything(
                 nursery.start_soon(reader, i, ready)
                 await ready.wait()
             for n in range(events):
-                hub.hub.publish("ctp.load", {"i": n, "pad": PAD})
+                await hub.hub.publish("ctp.load", {"i": n, "pad": PAD})
                 largest = max(largest, stalled_client.outbox.queued_bytes)
                 await trio.sleep(0.001)
     assert all(got[i] == list(range(events)) for i in range(readers))
@@ -236,7 +236,7 @@ async def test_client_gone_mid_backlog_does_not_disturb_others(start_hub: StartH
     gone = await raw_subscribed(hub, ["ctp.*"], rcvbuf=4096)
     stays = await raw_subscribed(hub, ["ctp.*"])
     for n in range(50):
-        hub.hub.publish("ctp.load", {"i": n, "pad": PAD})
+        await hub.hub.publish("ctp.load", {"i": n, "pad": PAD})
     await gone.stream.aclose()  # with frames queued for it
     seen: list[int] = []
 
@@ -248,7 +248,7 @@ async def test_client_gone_mid_backlog_does_not_disturb_others(start_hub: StartH
         async with trio.open_nursery() as nursery:
             nursery.start_soon(read)
             for n in range(50, 100):
-                hub.hub.publish("ctp.load", {"i": n, "pad": PAD})
+                await hub.hub.publish("ctp.load", {"i": n, "pad": PAD})
                 await trio.sleep(0.002)
     assert seen == list(range(100))
 
@@ -324,7 +324,7 @@ async def test_stalled_client_memory_is_released_on_close(start_hub: StartHub) -
     stalled = await raw_subscribed(hub, ["ctp.*"], rcvbuf=4096)
     client = next(iter(hub.hub.clients.values()))
     for n in range(100):
-        hub.hub.publish("ctp.load", {"i": n, "pad": PAD})
+        await hub.hub.publish("ctp.load", {"i": n, "pad": PAD})
         assert client.outbox.queued_bytes <= 64 * 1024 + len(PAD) + 200
     assert client.close_code == 4008
     await stalled.stream.aclose()
@@ -359,8 +359,8 @@ async def test_airport_index_delivers_once_and_only_to_matching_clients(
         {"callsign": "DLH5"},  # no airport attribute: airport filters do not test it
     ]
     for data in events:
-        hub.hub.publish("flight.departed", data)
-    hub.hub.publish("system.mark", {})
+        await hub.hub.publish("flight.departed", data)
+    await hub.hub.publish("system.mark", {})
     expected = {
         "both": ["DAL1", "UAL2", "BAW3", "DLH5"],
         "jfk": ["DAL1", "BAW3", "DLH5"],
@@ -391,7 +391,7 @@ async def test_a_backlog_made_by_a_reply_is_never_overtaken_by_the_fast_list(
     hub = await start_hub(outbox_limit=64 << 20)
     client = await raw_subscribed(hub, ["ctp.*"], rcvbuf=4096)
     other = await raw_subscribed(hub, ["ctp.*"])
-    hub.hub.publish("ctp.load", {"i": 0})  # builds the plan: both clients in the fast list
+    await hub.hub.publish("ctp.load", {"i": 0})  # builds the plan: both clients in the fast list
     target = next(c for c in hub.hub.clients.values() if c.outbox.fd is not None
                   and c.subs.patterns and c.outbox.direct)
     big = orjson.dumps({"type": "filler", "pad": "r" * 2_000_000})
@@ -399,7 +399,7 @@ async def test_a_backlog_made_by_a_reply_is_never_overtaken_by_the_fast_list(
         hub.hub.send(c, big)  # far more than the socket buffers: a backlog for each
     assert not target.outbox.direct
     for n in range(1, 40):
-        hub.hub.publish("ctp.load", {"i": n, "pad": PAD})
+        await hub.hub.publish("ctp.load", {"i": n, "pad": PAD})
     for raw in (client, other):
         seen: list[Any] = []
         with trio.fail_after(20):
@@ -411,7 +411,7 @@ async def test_a_backlog_made_by_a_reply_is_never_overtaken_by_the_fast_list(
         while not all(c.outbox.direct for c in hub.hub.clients.values()):
             await trio.sleep(0.01)
     for n in range(40, 60):
-        hub.hub.publish("ctp.load", {"i": n})
+        await hub.hub.publish("ctp.load", {"i": n})
     for raw in (client, other):
         with trio.fail_after(10):
             assert [(await raw.message())["data"]["i"] for _ in range(20)] == list(range(40, 60))
@@ -424,8 +424,8 @@ async def test_status_counts_every_message_the_fast_list_wrote(start_hub: StartH
     async with hub.connect("system") as ws:
         await request(ws, {"action": "subscribe", "channels": ["ctp.*", "flight.*"]})
         for n in range(7):
-            hub.hub.publish("ctp.load", {"i": n})
-        hub.hub.publish("flight.departed", {"callsign": "DAL1", "dep": "KJFK"})
+            await hub.hub.publish("ctp.load", {"i": n})
+        await hub.hub.publish("flight.departed", {"callsign": "DAL1", "dep": "KJFK"})
         for _ in range(8):
             assert "." in (await recv(ws))["type"]
         status = await request(ws, {"action": "status"})
@@ -433,7 +433,7 @@ async def test_status_counts_every_message_the_fast_list_wrote(start_hub: StartH
         # A new subscription rebuilds the plans (their counts are folded into the client).
         await request(ws, {"action": "subscribe", "channels": ["ctp.*"]})
         for n in range(3):
-            hub.hub.publish("ctp.load", {"i": n})
+            await hub.hub.publish("ctp.load", {"i": n})
         for _ in range(3):
             await recv(ws)
         status = await request(ws, {"action": "status"})
@@ -456,8 +456,8 @@ async def test_held_events_are_flushed_by_the_coalescer_alone(start_hub: StartHu
     hub = await start_hub(coalesce_window=0.05)
     raw = await raw_subscribed(hub, ["ctp.*"])
     fan_outs = hub.hub.stats.fanout.count
-    seqs = [hub.hub.publish("ctp.load", {"i": n})[0] for n in range(10)]
-    assert len(hub.hub._pending) == 9  # the first went out at once; the rest wait
+    seqs = [(await hub.hub.publish("ctp.load", {"i": n})).seq for n in range(10)]
+    assert len(hub.hub.coalescer._pending) == 9  # the first went out at once; the rest wait
     assert [s for _, s in await _events(raw, 10)] == seqs
     assert hub.hub.stats.fanout.count == fan_outs + 2
 
@@ -465,7 +465,7 @@ async def test_held_events_are_flushed_by_the_coalescer_alone(start_hub: StartHu
 async def test_held_events_reach_a_client_before_its_reply(start_hub: StartHub) -> None:
     hub = await start_hub(coalesce_window=5.0)  # held until something flushes them
     raw = await raw_subscribed(hub, ["ctp.*"])
-    seqs = [hub.hub.publish("ctp.load", {"i": n})[0] for n in range(10)]
+    seqs = [(await hub.hub.publish("ctp.load", {"i": n})).seq for n in range(10)]
     await raw.send({"action": "ping", "id": "p"})
     got = await _events(raw, 11)
     assert got[:10] == [("ctp.load", s) for s in seqs]
@@ -475,16 +475,16 @@ async def test_held_events_reach_a_client_before_its_reply(start_hub: StartHub) 
 async def test_resume_while_events_are_held_delivers_each_once(start_hub: StartHub) -> None:
     hub = await start_hub(coalesce_window=5.0)
     witness = await raw_subscribed(hub, ["ctp.*"])
-    first = hub.hub.publish("ctp.load", {"i": 0})[0]
-    held = [hub.hub.publish("ctp.load", {"i": n})[0] for n in range(1, 10)]
-    assert hub.hub._pending
+    first = (await hub.hub.publish("ctp.load", {"i": 0})).seq
+    held = [(await hub.hub.publish("ctp.load", {"i": n})).seq for n in range(1, 10)]
+    assert hub.hub.coalescer._pending
     late = await RawClient.connect(hub)  # admitted: the held events go out to the witness
     assert (await late.message())["type"] == "connected"
     await late.send({"action": "subscribe", "channels": ["ctp.*"],
-                     "resume": {"epoch": hub.hub.stream.epoch, "seq": first}})
+                     "resume": {"epoch": hub.hub.log.epoch, "seq": first}})
     reply = await late.message()
     assert reply["type"] == "subscribed" and reply["recovered"] is True
-    more = hub.hub.publish("ctp.load", {"i": 10})[0]
+    more = (await hub.hub.publish("ctp.load", {"i": 10})).seq
     hub.hub.flush()
     assert [s for _, s in await _events(late, 10)] == [*held, more]
     assert [s for _, s in await _events(witness, 11)] == [first, *held, more]
@@ -510,7 +510,7 @@ async def test_a_burst_goes_out_in_runs_in_stream_order(start_hub: StartHub) -> 
         else:
             etype, data = "flight.departed", {"callsign": f"T{n}",
                                               "dep": "KJFK" if n % 3 else "KLAX"}
-        seq = hub.hub.publish(etype, data)[0]
+        seq = (await hub.hub.publish(etype, data)).seq
         published.append((etype, seq, data.get("airport") or data.get("dep")))
     hub.hub.flush()
     assert hub.hub.stats.fanout.count - fan_outs == 2
@@ -533,7 +533,7 @@ async def test_a_publishers_acks_leave_its_burst_held(start_hub: StartHub) -> No
                                             "data": {"i": n}})
             assert ack["type"] == "publish_ack"
             seqs.append(ack["seq"])
-        assert [e.seq for e in hub.hub._pending] == seqs[1:]
+        assert [e.seq for e in hub.hub.coalescer._pending] == seqs[1:]
     await watcher.send({"action": "ping", "id": "w"})
     got = await _events(watcher, 6)
     assert got == [*(("ctp.load", s) for s in seqs), ("pong", -1)]
@@ -552,8 +552,8 @@ async def test_a_mixed_burst_to_clients_taking_every_type_arrives_whole_and_in_o
     published = []
     for n in range(40):
         etype, dep = types[(n * 7) % 4], "KJFK" if n % 3 == 0 else "EGLL"
-        published.append((etype, hub.hub.publish(etype, {"callsign": f"T{n}", "dep": dep})[0],
-                          dep))
+        appended = await hub.hub.publish(etype, {"callsign": f"T{n}", "dep": dep})
+        published.append((etype, appended.seq, dep))
     hub.hub.flush()
     for raw in unfiltered:
         assert await _events(raw, 40) == [(t, s) for t, s, _ in published]
@@ -571,8 +571,8 @@ async def test_two_hubs_in_one_process_keep_their_own_plans(start_hub: Any) -> N
     async with first.connect() as ws_a, second.connect() as ws_b:
         for ws in (ws_a, ws_b):
             await request(ws, {"action": "subscribe", "channels": ["flight.*"]})
-        first.hub.publish("flight.departed", {"callsign": "A1"})
-        second.hub.publish("flight.departed", {"callsign": "B1"})
+        await first.hub.publish("flight.departed", {"callsign": "A1"})
+        await second.hub.publish("flight.departed", {"callsign": "B1"})
         plan_b = second.hub._targets.plan("flight.departed", second.hub.clients)
         assert plan_b.fast_ready()
         [client_a] = first.hub.clients.values()

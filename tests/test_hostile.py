@@ -49,9 +49,10 @@ class ThreadedHub:
         assert self.ready.wait(10)
 
     def publish(self, event_type: str, data: dict[str, Any]) -> int:
-        return trio.from_thread.run_sync(
-            lambda: self.handle.hub.publish(event_type, data)[0], trio_token=self.token
-        )
+        async def publish() -> int:
+            return (await self.handle.hub.publish(event_type, data)).seq
+
+        return trio.from_thread.run(publish, trio_token=self.token)
 
     def stop(self) -> None:
         trio.from_thread.run_sync(self.handle.cancel_scope.cancel, trio_token=self.token)

@@ -35,9 +35,9 @@ BATCH = [
 ]
 
 
-def publish_batch(hub: Harness, batch: list[dict] = BATCH) -> int:
-    seq, _ = hub.hub.publish("flight.positions", {"count": len(batch), "positions": batch})
-    return seq
+async def publish_batch(hub: Harness, batch: list[dict] = BATCH) -> int:
+    data = {"count": len(batch), "positions": batch}
+    return (await hub.hub.publish("flight.positions", data)).seq
 
 
 # -- connecting ------------------------------------------------------------------------------
@@ -65,7 +65,7 @@ async def test_connected_message_shape(hub: Harness) -> None:
     assert hello["type"] == "connected"
     assert data["client_id"].startswith("client_") and data["version"] == "1.0.0"
     assert data["server_time"].endswith("Z") and data["tier"] == "partner"
-    assert data["epoch"] == hub.hub.stream.epoch and data["seq"] == 0
+    assert data["epoch"] == hub.hub.log.epoch and data["seq"] == 0
     assert data["heartbeat_interval"] == 30
 
 
@@ -137,8 +137,8 @@ async def test_field_python_sdk_client_websockets_asyncio(hub: Harness) -> None:
             while not any(c.subs.patterns for c in hub.hub.clients.values()):
                 await trio.sleep(0.01)
         await trio.sleep(0.1)
-        hub.hub.publish("flight.departed", DEP_LAX)
-        hub.hub.publish("flight.departed", DEP_JFK)
+        await hub.hub.publish("flight.departed", DEP_LAX)
+        await hub.hub.publish("flight.departed", DEP_JFK)
 
     async with trio.open_nursery() as nursery:
         nursery.start_soon(publish_later)
@@ -260,9 +260,9 @@ async def test_wildcards_and_exact_channels(hub: Harness) -> None:
         await request(everything, {"action": "subscribe", "channels": ["*"]})
         await request(flights, {"action": "subscribe", "channels": ["flight.*"]})
         await request(exact, {"action": "subscribe", "channels": ["flight.arrived"]})
-        hub.hub.publish("flight.departed", DEP_JFK)
-        hub.hub.publish("tmi.released", {"program_id": "x", "airport": "KJFK"})
-        hub.hub.publish("flight.arrived", DEP_LAX)
+        await hub.hub.publish("flight.departed", DEP_JFK)
+        await hub.hub.publish("tmi.released", {"program_id": "x", "airport": "KJFK"})
+        await hub.hub.publish("flight.arrived", DEP_LAX)
         assert [(await recv(everything))["type"] for _ in range(3)] == [
             "flight.departed", "tmi.released", "flight.arrived"]
         assert [(await recv(flights))["type"] for _ in range(2)] == [
@@ -278,9 +278,9 @@ async def test_per_pattern_filters(hub: Harness) -> None:
         await request(ws, {"action": "subscribe", "channels": ["flight.positions"]})
         await request(ws, {"action": "subscribe", "channels": ["flight.departed"],
                            "filters": {"airports": ["KJFK"]}})
-        hub.hub.publish("flight.departed", DEP_LAX)
-        hub.hub.publish("flight.departed", DEP_JFK)
-        publish_batch(hub)
+        await hub.hub.publish("flight.departed", DEP_LAX)
+        await hub.hub.publish("flight.departed", DEP_JFK)
+        await publish_batch(hub)
         dep = await recv(ws)
         assert dep["type"] == "flight.departed" and dep["data"]["callsign"] == "DAL1"
         batch = await recv(ws)
@@ -306,7 +306,7 @@ async def test_positions_are_filtered_inside_the_batch(
     async with hub.connect() as ws, hub.connect() as unfiltered:
         await request(ws, {"action": "subscribe", "channels": ["flight.*"], "filters": filters})
         await request(unfiltered, {"action": "subscribe", "channels": ["flight.positions"]})
-        seq = publish_batch(hub)
+        seq = await publish_batch(hub)
         batch = await recv(ws)
         assert batch["seq"] == seq
         assert [p["callsign"] for p in batch["data"]["positions"]] == expected
@@ -318,8 +318,8 @@ async def test_no_batch_when_no_position_matches(hub: Harness) -> None:
     async with hub.connect() as ws:
         await request(ws, {"action": "subscribe", "channels": ["flight.positions"],
                            "filters": {"airports": ["ZZZZ"]}})
-        publish_batch(hub)
-        hub.hub.publish("flight.departed", DEP_JFK)
+        await publish_batch(hub)
+        await hub.hub.publish("flight.departed", DEP_JFK)
         await no_message(ws)
 
 
@@ -331,7 +331,7 @@ async def test_equal_filters_share_one_encoding(hub: Harness) -> None:
         await request(c, {"action": "subscribe", "channels": ["flight.positions"],
                           "filters": {"airports": ["KLAX"]}})
         before = hub.hub.stats.positions_encodings
-        publish_batch(hub)
+        await publish_batch(hub)
         got = [await recv(ws) for ws in (a, b, c)]
         assert got[0] == got[1] and got[2]["data"]["count"] == 2  # DAL1 and UAL2
         assert hub.hub.stats.positions_encodings - before == 2
@@ -370,10 +370,11 @@ async def test_resume_across_a_forced_disconnect_has_no_gap_and_no_duplicate(
 ) -> None:
     received: list[int] = []
     async with hub.connect() as ws:
-        hello_epoch = hub.hub.stream.epoch
+        hello_epoch = hub.hub.log.epoch
         await request(ws, {"action": "subscribe", "channels": ["flight.*"]})
         for i in range(10):
-            hub.hub.publish("flight.created", {"callsign": f"A{i}", "dep": "KJFK", "arr": None})
+            await hub.hub.publish("flight.created",
+                                  {"callsign": f"A{i}", "dep": "KJFK", "arr": None})
         for _ in range(10):
             received.append((await recv(ws))["seq"])
         client = next(iter(hub.hub.clients.values()))
@@ -382,19 +383,19 @@ async def test_resume_across_a_forced_disconnect_has_no_gap_and_no_duplicate(
             while True:
                 received.append((await recv(ws))["seq"])
     for i in range(10, 25):  # published while the client is away
-        hub.hub.publish("flight.created", {"callsign": f"A{i}", "dep": "KJFK", "arr": None})
-        hub.hub.publish("tmi.released", {"program_id": f"P{i}"})  # not subscribed: skipped
+        await hub.hub.publish("flight.created", {"callsign": f"A{i}", "dep": "KJFK", "arr": None})
+        await hub.hub.publish("tmi.released", {"program_id": f"P{i}"})  # not subscribed: skipped
     async with hub.connect() as ws:
         reply = await request(ws, {"action": "subscribe", "channels": ["flight.*"],
                                    "resume": {"epoch": hello_epoch, "seq": received[-1]}})
         assert reply["recovered"] is True
         for _ in range(15):
             received.append((await recv(ws))["seq"])
-        hub.hub.publish("flight.created", {"callsign": "LIVE", "dep": "KJFK", "arr": None})
+        await hub.hub.publish("flight.created", {"callsign": "LIVE", "dep": "KJFK", "arr": None})
         live = await recv(ws)
         received.append(live["seq"])
         assert live["data"]["callsign"] == "LIVE"
-    flight_seqs = [e.seq for e in hub.hub.stream.since(hello_epoch, 0) or []
+    flight_seqs = [e.seq for e in hub.hub.log.since(hello_epoch, 0) or []
                    if e.type == "flight.created"]
     assert received == flight_seqs
     assert len(set(received)) == len(received) == 26
@@ -405,25 +406,25 @@ async def test_resume_not_recovered_when_epoch_differs_or_history_is_gone(
 ) -> None:
     hub = await start_hub(history_size=5)
     for i in range(20):
-        hub.hub.publish("flight.created", {"i": i})
+        await hub.hub.publish("flight.created", {"i": i})
     async with hub.connect() as ws:
         reply = await request(ws, {"action": "subscribe", "channels": ["*"],
                                    "resume": {"epoch": "nope", "seq": 3}})
         assert reply["recovered"] is False
         reply = await request(ws, {"action": "subscribe", "channels": ["*"],
-                                   "resume": {"epoch": hub.hub.stream.epoch, "seq": 3}})
+                                   "resume": {"epoch": hub.hub.log.epoch, "seq": 3}})
         assert reply["recovered"] is False
         reply = await request(ws, {"action": "subscribe", "channels": ["*"],
-                                   "resume": {"epoch": hub.hub.stream.epoch, "seq": 16}})
+                                   "resume": {"epoch": hub.hub.log.epoch, "seq": 16}})
         assert reply["recovered"] is True
         assert [(await recv(ws))["seq"] for _ in range(4)] == [17, 18, 19, 20]
 
 
 async def test_resume_replays_only_what_the_subscription_accepts(hub: Harness) -> None:
-    epoch = hub.hub.stream.epoch
-    hub.hub.publish("flight.departed", DEP_LAX)
-    hub.hub.publish("flight.departed", DEP_JFK)
-    publish_batch(hub)
+    epoch = hub.hub.log.epoch
+    await hub.hub.publish("flight.departed", DEP_LAX)
+    await hub.hub.publish("flight.departed", DEP_JFK)
+    await publish_batch(hub)
     async with hub.connect() as ws:
         await request(ws, {"action": "subscribe", "channels": ["flight.*"],
                            "filters": {"airports": ["KJFK"]}, "resume": {"epoch": epoch,
@@ -440,7 +441,7 @@ async def test_snapshot_sends_positions_and_active_tmis_filtered(hub: Harness) -
     gs = {"program_id": "GS-KJFK-1", "program_type": "GS", "airport": "KJFK",
           "start_time": "2026-11-26T18:00:00Z", "end_time": "2099-01-01T00:00:00Z",
           "reason": "wx", "status": "ACTIVE"}
-    hub.hub.publish("tmi.issued", gs)
+    await hub.hub.publish("tmi.issued", gs)
     async with hub.connect() as ws:
         reply = await request(ws, {"action": "subscribe", "channels": ["flight.positions",
                                                                        "tmi.*"],
@@ -463,7 +464,7 @@ async def test_every_streamed_event_has_seq_and_epoch_is_stable(hub: Harness) ->
     async with hub.connect() as ws:
         await request(ws, {"action": "subscribe", "channels": ["*"]})
         for _ in range(3):
-            hub.hub.publish("splits.changed", {"x": 1})
+            await hub.hub.publish("splits.changed", {"x": 1})
         seqs = [(await recv(ws))["seq"] for _ in range(3)]
         assert seqs == [1, 2, 3]
 
@@ -471,7 +472,7 @@ async def test_every_streamed_event_has_seq_and_epoch_is_stable(hub: Harness) ->
 async def test_heartbeat_carries_last_seq(start_hub: StartHub) -> None:
     hub = await start_hub(heartbeat_interval=0.2)
     async with hub.connect() as ws:
-        hub.hub.publish("flight.created", {"callsign": "A"})
+        await hub.hub.publish("flight.created", {"callsign": "A"})
         beat = await recv_until(ws, lambda m: m["type"] == "system.heartbeat", timeout=3)
         assert beat["data"]["seq"] == 1 and beat["data"]["connected_clients"] == 1
         assert isinstance(beat["data"]["uptime_seconds"], int) and "seq" not in beat
@@ -486,7 +487,7 @@ async def test_tmi_expires_on_time(start_hub: StartHub) -> None:
     end = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=1.5)
     async with hub.connect() as ws:
         await request(ws, {"action": "subscribe", "channels": ["tmi.*"]})
-        hub.hub.publish("tmi.issued", {
+        await hub.hub.publish("tmi.issued", {
             "program_id": "GS-KJFK-X", "program_type": "GS", "airport": "KJFK",
             "start_time": format_ts(), "end_time": format_ts(end), "reason": "wx",
             "status": "ACTIVE"})
@@ -539,5 +540,5 @@ async def test_a_message_past_one_mebibyte_is_closed_1009_and_others_carry_on(
             await big.send_message(json.dumps({"action": "ping", "pad": "x" * 1_200_000}))
             await recv(big)
         assert info.value.reason.code == 1009
-        hub.hub.publish("ctp.after", {"ok": True})
+        await hub.hub.publish("ctp.after", {"ok": True})
         assert (await recv(other))["data"] == {"ok": True}

@@ -36,7 +36,7 @@ async def test_metrics_and_healthz(start_hub: StartHub) -> None:
     base = hub.handle.extras["metrics_url"]
     async with hub.connect("partner") as ws:
         await request(ws, {"action": "subscribe", "channels": ["flight.*"]})
-        hub.hub.publish("flight.departed", {"callsign": "A", "dep": "KJFK", "arr": "KBOS"})
+        await hub.hub.publish("flight.departed", {"callsign": "A", "dep": "KJFK", "arr": "KBOS"})
         await recv(ws)
         metrics = await http_get(f"{base}/metrics")
     assert metrics.status_code == 200
@@ -69,7 +69,7 @@ async def test_tls_wss_with_a_verified_certificate(start_hub: StartHub, tmp_path
         assert (await recv(ws))["type"] == "connected"
         await request(ws, {"action": "subscribe", "channels": ["ctp.*"]})
         for i in range(200):  # the per-connection (encrypting) path keeps order too
-            hub.hub.publish("ctp.n", {"i": i})
+            await hub.hub.publish("ctp.n", {"i": i})
         got = [(await recv(ws))["data"]["i"] for _ in range(200)]
         assert got == list(range(200))
     # a client that does not trust the CA is refused by its own verification

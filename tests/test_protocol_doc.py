@@ -157,7 +157,7 @@ async def capture(h: Harness) -> dict[str, dict[str, Any]]:
         got["reply.subscribed.resume"] = await request(ws, {
             "action": "subscribe", "id": 6, "channels": ["flight.positions", "tmi.*"],
             "filters": {"artccs": ["ZNY"]}, "snapshot": True,
-            "resume": {"epoch": connected["epoch"], "seq": h.hub.stream.last_seq - 1}})
+            "resume": {"epoch": connected["epoch"], "seq": h.hub.log.head - 1}})
         snap = await recv_until(ws, lambda m: m["data"].get("snapshot") is True)
         got["flight.positions.snapshot"] = snap
         got["tmi.active"] = await recv_until(ws, lambda m: m["type"] == "tmi.active")
@@ -203,7 +203,7 @@ async def test_every_request_example_is_accepted(start_hub: StartHub) -> None:
     async with h.connect("system") as ws:
         for name, body in requests.items():
             if "resume" in body:  # the doc's epoch is an example; use this hub's
-                body["resume"] = {"epoch": h.hub.stream.epoch, "seq": h.hub.stream.last_seq}
+                body["resume"] = {"epoch": h.hub.log.epoch, "seq": h.hub.log.head}
             if body.get("channel", "").startswith("tmi."):
                 body["data"] |= {"start_time": future(0), "end_time": future(1)}
             reply = await request(ws, body)

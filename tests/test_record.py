@@ -69,7 +69,7 @@ async def test_record_then_replay_roundtrip(nursery: trio.Nursery, tmp_path: Any
         else:
             etype, data = "flight.departed", {"callsign": f"JBU{i}", "flight_uid": i,
                                               "dep": "KJFK", "arr": "KBOS", "off_utc": "x"}
-        handle.hub.publish(etype, data)
+        await handle.hub.publish(etype, data)
         sent.append((etype, data))
         if i % 100 == 0:
             await trio.sleep(0.01)
@@ -104,8 +104,8 @@ async def test_record_until_interrupted_and_duration(nursery: trio.Nursery,
         [*SWIM, "record", str(out), "--url", handle.url, "--airport", "KJFK", "-q"],
         env=env, stderr=-1)
     await _wait_subscribed(handle.hub)
-    handle.hub.publish("flight.departed", {"callsign": "A1", "dep": "KJFK", "arr": "KBOS"})
-    handle.hub.publish("flight.departed", {"callsign": "A2", "dep": "KLAX", "arr": "KSFO"})
+    await handle.hub.publish("flight.departed", {"callsign": "A1", "dep": "KJFK", "arr": "KBOS"})
+    await handle.hub.publish("flight.departed", {"callsign": "A2", "dep": "KLAX", "arr": "KSFO"})
     with trio.fail_after(10):
         while not out.exists() or b"A1" not in out.read_bytes():
             await trio.sleep(0.05)  # flushed per line: visible while recording

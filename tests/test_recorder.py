@@ -47,8 +47,8 @@ async def test_serve_record_writes_every_event(nursery: trio.Nursery, tmp_path: 
     sent = []
     for i in range(3000):
         data = {"callsign": f"DAL{i}", "n": i}
-        hub.publish("flight.departed" if i % 2 else "tmi.issued" if i == 0 else "ctp.slot",
-                    data)
+        await hub.publish("flight.departed" if i % 2 else "tmi.issued" if i == 0 else "ctp.slot",
+                          data)
         sent.append(data)
         if i == 1500:
             await trio.sleep(0.5)  # let a batch go to the 09 file

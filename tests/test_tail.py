@@ -121,16 +121,17 @@ async def test_tail_json_lines_through_a_pipe_survive_a_disconnect(tmp_path: Pat
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=str(ROOT))
         try:
             await wait_until(lambda: subscribed_clients(h.hub), timeout=15)
-            h.hub.publish("flight.departed", departure("JBU1"))
-            h.hub.publish("flight.departed", departure("UAL9", dep="KLAX", arr="KSFO"))
-            h.hub.publish("tmi.issued", GS)
+            await h.hub.publish("flight.departed", departure("JBU1"))
+            await h.hub.publish("flight.departed", departure("UAL9", dep="KLAX", arr="KSFO"))
+            await h.hub.publish("tmi.issued", GS)
             buf = bytearray()
             await read_lines(proc.stdout, 2, buf)
             subscribed_clients(h.hub)[0].request_close(1011, "test")
             await wait_until(lambda: not h.hub.clients)
-            h.hub.publish("flight.arrived", {**departure("JBU2"), "in_utc": "2026-11-26T19:00Z"})
+            await h.hub.publish("flight.arrived",
+                                {**departure("JBU2"), "in_utc": "2026-11-26T19:00Z"})
             await wait_until(lambda: subscribed_clients(h.hub), timeout=15)
-            h.hub.publish("flight.deleted", {"callsign": "JBU3", "flight_uid": 3,
+            await h.hub.publish("flight.deleted", {"callsign": "JBU3", "flight_uid": 3,
                                              "dep": "KJFK", "arr": None})
             lines = await read_lines(proc.stdout, 4, buf)
             proc.send_signal(signal.SIGINT)
@@ -221,7 +222,7 @@ async def test_live_view_in_a_real_terminal(tmp_path: Path) -> None:
         pytest.skip("tmux not installed")
     sock = f"swimtail-{uuid.uuid4().hex[:8]}"
     async with running_hub(tmp_path) as h:
-        h.hub.publish("tmi.issued", GS)
+        await h.hub.publish("tmi.issued", GS)
         # bash, not sh: dash dies with its child on Ctrl-C and the exit code would be lost.
         script = tmp_path / "run.sh"
         script.write_text(
@@ -232,7 +233,7 @@ async def test_live_view_in_a_real_terminal(tmp_path: Path) -> None:
                        "-e", f"SWIM_API_KEY={h.key}", "-e", f"PYTHONPATH={ROOT}",
                        f"bash {script}")
             await wait_until(lambda: subscribed_clients(h.hub), timeout=15)
-            h.hub.publish("flight.departed", departure())
+            await h.hub.publish("flight.departed", departure())
             screen = ""
             with trio.fail_after(10):
                 while "JBU123" not in screen:

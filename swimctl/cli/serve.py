@@ -92,8 +92,8 @@ def serve(
         if heartbeat == 30.0:
             heartbeat = DEMO_FEED_INTERVAL  # so a watcher sees the hub's pulse and feed age
 
-        def on_ready(handle: ServiceHandle) -> None:
-            issue_sample_ground_stop(handle.hub)
+        async def on_ready(handle: ServiceHandle) -> None:
+            await issue_sample_ground_stop(handle.hub)
             typer.echo(banner(handle.url, setup.api_key))
 
     config = HubConfig(

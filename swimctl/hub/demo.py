@@ -16,6 +16,7 @@ from pathlib import Path
 import attrs
 
 from swimctl.core.model import format_ts
+from swimctl.core.tmi import prepare_publish
 from swimctl.hub.engine import Hub
 from swimctl.keys.store import KeyStore
 
@@ -41,16 +42,16 @@ def prepare_demo() -> DemoSetup:
     return DemoSetup(workdir=workdir, db_url=db_url, api_key=api_key, feed_dir=demo_feed_dir())
 
 
-def issue_sample_ground_stop(hub: Hub, now: dt.datetime | None = None) -> str:
+async def issue_sample_ground_stop(hub: Hub, now: dt.datetime | None = None) -> str:
     now = now or dt.datetime.now(dt.UTC)
     program_id = hub.tmi.next_id("GS", "KJFK", now.date())
-    data = hub.prepare_tmi("tmi.issued", {
+    data = prepare_publish(hub.tmi, "tmi.issued", {
         "program_id": program_id, "program_type": "GS", "airport": "KJFK",
         "start_time": format_ts(now), "end_time": format_ts(now + dt.timedelta(hours=2)),
         "reason": "DEMO: thunderstorms over the field (sample ground stop)",
         "status": "ACTIVE", "scope": ["ZNY", "ZDC", "ZBW"],
     })
-    hub.publish("tmi.issued", data)
+    await hub.publish("tmi.issued", data)
     return program_id
 
 

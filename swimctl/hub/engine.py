@@ -1,64 +1,51 @@
-"""The engine: one event stream, the registry of live clients, and fan-out.
+"""The engine: the registry of live clients, the hub's state, and the two halves of the stream.
 
-Data flows one way: source → stream (seq) → fan-out → per-client outbox → socket. Everything
-here but the periodic tasks is synchronous: `publish` numbers an event, stores it and hands
-its frame to every accepting client (at once, or with the burst it belongs to) without
-awaiting any of them, so no client can delay another; held events are flushed before
-anything a client could see out of order, so a resume never falls between history and live
-delivery.
+Events go into the log (`publish`, awaiting its answer) and come back through `deliver`, the
+log's delivery callback, which applies them to the hub's state (TMI programs) and fans them
+out (hub/fanout.py), at once or with the burst they belong to (hub/coalescer.py). Delivery,
+replies and resume are synchronous: nothing here awaits a client, so no client can delay
+another, and held events are flushed before anything a client could see out of order, so a
+resume never falls between history and live delivery.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import logging
-import os
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import trio
 
 from swimctl import PROTOCOL_VERSION
-from swimctl.core.channels import HEARTBEAT, POSITIONS, TMI_ACTIVE
+from swimctl.core.channels import DEFAULT_CHANNELS, HEARTBEAT, POSITIONS, TMI_ACTIVE, Channels
 from swimctl.core.filters import AirportArtcc
 from swimctl.core.model import Envelope, dumps, format_ts, format_ts_seconds
 from swimctl.core.protocol import (
     CLOSE_AUTH,
     CLOSE_GOING_AWAY,
     CLOSE_SLOW,
-    INVALID_PUBLISH,
-    MISSING,
     SLOW_CONSUMER,
-    ProtocolError,
-    Publish,
     Subscribe,
     encode_reply,
     error_reply,
 )
-from swimctl.core.routing import (
-    ALL,
-    PositionIndex,
-    airport_keys,
-    slice_records,
-)
-from swimctl.core.tmi import TmiBook, TmiError, prepare_publish
+from swimctl.core.routing import slice_records
+from swimctl.core.tmi import TmiBook
 from swimctl.hub.client import Client
+from swimctl.hub.coalescer import Coalescer
 from swimctl.hub.config import HubConfig
+from swimctl.hub.fanout import FanOut
 from swimctl.hub.outbox import CONTROL, EVENT, Demotions
 from swimctl.hub.outbox import POSITIONS as POSITIONS_KIND
-from swimctl.hub.plans import TargetCache, TargetPlan
+from swimctl.hub.plans import TargetCache
 from swimctl.hub.stats import HubStats
-from swimctl.stream.memory import EventStream, StreamEvent
+from swimctl.stream.base import Appended, Draft, EventLog, LogEvent
+from swimctl.stream.memory import MemoryLog
 from swimctl.wire.frames import text_frame
 
 log = logging.getLogger("swimctl.hub")
-
-# Coalescing caps a run of held events: one write per client stays small beside the outbox
-# bound and the kernel buffers, and a burst never waits for a full window.
-COALESCE_MAX_EVENTS = 128
-COALESCE_MAX_BYTES = 64 * 1024
-
 
 
 def _whole(value: float) -> int | float:
@@ -71,16 +58,19 @@ class Hub:
         self,
         config: HubConfig | None = None,
         *,
+        log: EventLog | None = None,
+        channels: Channels = DEFAULT_CHANNELS,
         airport_artcc: AirportArtcc | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.config = config or HubConfig()
-        self.stream = EventStream(
+        self.log: EventLog = log if log is not None else MemoryLog(
             history_size=self.config.history_size,
             history_age=self.config.history_age,
             dedupe_size=self.config.dedupe_size,
             clock=clock,
         )
+        self.channels = channels
         self.airport_artcc = airport_artcc
         self.clients: dict[str, Client] = {}
         self.by_key: dict[int, set[Client]] = {}
@@ -89,16 +79,14 @@ class Hub:
         self.stats = HubStats()
         self.started = time.monotonic()
         self.feed_time: dt.datetime | None = None
-        self.on_event: list[Callable[[StreamEvent], None]] = []  # recorders, metrics
+        self.on_event: list[Callable[[LogEvent], None]] = []  # recorders, metrics
         self.shutting_down = False
         self.demotions = Demotions()  # shared by this hub's outboxes and plans
         self._targets = TargetCache(self.demotions)  # fan-out plans per event type
-        self._coalescing = False  # True while run_coalescer runs
-        self._pending: list[StreamEvent] = []  # published, held for the next fan-out
-        self._pending_bytes = 0
-        self._pending_types: set[str] = set()
-        self._pending_ready = trio.Event()
-        self._last_fan_out = float("-inf")  # trio time at the end of the last fan-out
+        self.fan_out = FanOut(self.clients, self._targets, self.stats, self._slow_consumer)
+        self.coalescer = Coalescer(self.config.coalesce_window, self.fan_out.events,
+                                   self.stats)
+        self.log.set_delivery(self.deliver)
 
     # -- clients -----------------------------------------------------------------------------
 
@@ -144,18 +132,16 @@ class Hub:
         for client in list(self.clients.values()):
             client.request_close(CLOSE_GOING_AWAY, "hub shutting down")
 
-    # -- delivery ----------------------------------------------------------------------------
+    # -- writing to one client ---------------------------------------------------------------
 
     def send(self, client: Client, payload: bytes) -> None:
         """A reply or error to one client, through its outbox (never dropped)."""
-        self.flush_for(client)
+        self.coalescer.flush_for(client)
         client.outbox.push(text_frame(payload), CONTROL)
 
     def _deliver(self, client: Client, frame: bytes, kind: int) -> None:
-        self.flush_for(client)
-        client.messages_sent += 1
-        if not client.outbox.push(frame, kind):
-            self._slow_consumer(client)
+        self.coalescer.flush_for(client)
+        self.fan_out.push(client, frame, kind)
 
     def _slow_consumer(self, client: Client) -> None:
         if client.close_code is not None:
@@ -173,269 +159,42 @@ class Hub:
         )
         client.request_close(CLOSE_SLOW, "slow consumer")
 
-    # -- the stream --------------------------------------------------------------------------
+    # -- the stream ----------------------------------------------------------------------------
 
-    def publish(
+    async def publish(
         self,
         event_type: str,
         data: dict[str, Any],
         *,
         timestamp: str | None = None,
         event_id: str | None = None,
-    ) -> tuple[int, bool]:
-        """Number, store and fan out one event (now, or with the burst it belongs to: see
-        coalescing below). Returns (seq, duplicate)."""
-        event, seq = self.stream.append(event_type, data, timestamp=timestamp, event_id=event_id)
-        if event is None:
-            return seq, True
-        if event_type.startswith("tmi."):
-            self.tmi.apply(event_type, data)
-        self.stats.events[event_type] += 1
-        if event_type == POSITIONS:
-            self.flush()  # what was published before goes out before
-            self._timed(self._fan_out_positions, event)
-        elif self._coalescing and (self._pending or self._in_burst()):
-            self._pending.append(event)
-            self._pending_bytes += len(event.frame)
-            self._pending_types.add(event_type)
-            if (len(self._pending) >= COALESCE_MAX_EVENTS
-                    or self._pending_bytes >= COALESCE_MAX_BYTES):
-                self.flush()
-            elif len(self._pending) == 1:
-                self._pending_ready.set()
-        else:
-            self._timed(self._fan_out_run, [event])
-        for hook in self.on_event:
-            hook(event)
-        return seq, False
+    ) -> Appended:
+        """Append one event to the log; it reaches clients through `deliver` (before this
+        returns with the in-process log). Returns its seq, or the original seq of a
+        duplicate `event_id`."""
+        return await self.log.append(Draft(event_type, data, timestamp, event_id))
 
-    # -- coalescing ---------------------------------------------------------------------------
-    # Events published back to back (a burst) are written to each client in one system call
-    # per run of events, not one per event. The first event after a quiet spell goes out at
-    # once; events following it within `coalesce_window` wait at most that long, or until a
-    # run holds COALESCE_MAX_EVENTS events or COALESCE_MAX_BYTES. Anything else that writes to
-    # a client it may reach, or changes who gets what, flushes first: order never changes.
-
-    def _in_burst(self) -> bool:
-        return trio.current_time() - self._last_fan_out < self.config.coalesce_window
+    def deliver(self, events: Sequence[LogEvent]) -> None:
+        """The log's delivery callback: events in seq order, each once."""
+        for event in events:
+            event_type = event.type
+            if event_type.startswith("tmi."):
+                self.tmi.apply(event_type, event.data)
+            self.stats.events[event_type] += 1
+            if event_type == POSITIONS:
+                self.flush()  # what was published before goes out before
+                self.coalescer.timed(self.fan_out.positions, event)
+            else:
+                self.coalescer.add(event)
+            for hook in self.on_event:
+                hook(event)
 
     def flush(self) -> None:
         """Fan out the events held by coalescing, in order, now."""
-        if not self._pending:
-            return
-        pending, self._pending, self._pending_bytes = self._pending, [], 0
-        self._pending_types = set()
-        try:
-            self._timed(self._fan_out_events, pending)
-        except Exception:  # a bug must not take the coalescer, and with it the hub, down
-            log.exception("fan-out of %d held events failed", len(pending))
-
-    def flush_for(self, client: Client) -> None:
-        """Flush first if a held event may reach `client`: a reply or snapshot must not
-        overtake it. A publisher's acks (it subscribes to nothing) leave a burst held."""
-        if self._pending and any(client.subs.route(etype) is not None
-                                 for etype in self._pending_types):
-            self.flush()
+        self.coalescer.flush()
 
     async def run_coalescer(self) -> None:
-        """Flush held events once the window since the last fan-out has passed."""
-        if self.config.coalesce_window <= 0:
-            return
-        self._coalescing = True
-        try:
-            while True:
-                await self._pending_ready.wait()
-                self._pending_ready = trio.Event()
-                await trio.sleep_until(self._last_fan_out + self.config.coalesce_window)
-                self.flush()
-        finally:
-            self._coalescing = False
-            self.flush()
-
-    def _timed(self, fan_out: Callable[[Any], None], what: Any) -> None:
-        started = time.perf_counter()
-        fan_out(what)
-        ended = time.perf_counter()
-        elapsed = ended - started
-        self.stats.fanout.observe(elapsed)
-        self.stats.fanout_seconds.append(elapsed)
-        if len(self.stats.fanout_seconds) > 10_000:
-            del self.stats.fanout_seconds[:5_000]
-        if self._coalescing:
-            self._last_fan_out = trio.current_time()
-
-    def _fan_out_events(self, events: list[StreamEvent]) -> None:
-        """Held events, in stream order. When every type among them has the same unfiltered
-        clients (a feed cycle's lifecycle events to clients that take all flight events),
-        those clients get the whole burst in one write; otherwise each run of one type
-        does. Either way a client is unfiltered for every event written to it together, and
-        filtered ones get theirs event by event, so each client's order is the stream's."""
-        plans = {event.type: self._targets.plan(event.type, self.clients) for event in events}
-        if len(plans) > 1:
-            for plan in plans.values():
-                if not plan.fast_ready():
-                    plan.rebuild_fast()
-            first, *others = plans.values()
-            if all(p.fast_fds == first.fast_fds and p.slow == first.slow for p in others):
-                self._fan_out_together(first, events, plans)
-                return
-        start = 0
-        while start < len(events):
-            etype = events[start].type
-            end = start + 1
-            while end < len(events) and events[end].type == etype:
-                end += 1
-            self._fan_out_together(plans[etype], events[start:end], plans)
-            start = end
-
-    def _fan_out_run(self, events: list[StreamEvent]) -> None:
-        """Events of one type, in order, to every client that accepts them."""
-        plan = self._targets.plan(events[0].type, self.clients)
-        self._fan_out_together(plan, events, {events[0].type: plan})
-
-    def _fan_out_together(self, unfiltered: TargetPlan, events: list[StreamEvent],
-                          plans: dict[str, TargetPlan]) -> None:
-        """`unfiltered`'s clients get `events` joined in one write each; each event's
-        filtered clients get it through their outboxes, in order."""
-        delivered = self._write_unfiltered(unfiltered, [event.frame for event in events])
-        for event in events:
-            plan = plans[event.type]
-            if plan.filtered:
-                delivered += self._fan_out_filtered(plan, event)
-        self.stats.deliveries += delivered
-
-    def _fan_out_filtered(self, plan: TargetPlan, event: StreamEvent) -> int:
-        frame, etype, data = event.frame, event.type, event.data
-        # A route made only of airport filters is one set (fast_route), tested against the
-        # event's airports once; plans list such clients under each of their airports.
-        keys = airport_keys(data)
-        if keys is None or not plan.by_airport:
-            targets = plan.filtered
-        elif len(keys) == 1:
-            [code] = keys
-            targets = plan.general + plan.by_airport.get(code, [])
-        else:  # a client whose airports hold both dep and arr is listed under each: once
-            hits = {id(t[0]): t for code in keys for t in plan.by_airport.get(code, ())}
-            targets = plan.general + list(hits.values())
-        delivered = 0
-        for client, outbox, route in targets:
-            if type(route) is frozenset:
-                if keys is not None and route.isdisjoint(keys):
-                    continue
-            elif not any(f.accepts(etype, data) for f in route):
-                continue
-            delivered += 1
-            client.messages_sent += 1
-            if not outbox.push(frame, EVENT):
-                self._slow_consumer(client)
-        return delivered
-
-    def _write_unfiltered(self, plan: TargetPlan, frames: list[bytes]) -> int:
-        """The shared frames, joined, to every client that takes all events of the type: a
-        plain non-blocking write per file descriptor while the kernel buffers have room; a
-        client whose write falls short (or that was already backlogged) goes through its
-        outbox. Returns the number of deliveries."""
-        if not plan.fast_ready():
-            plan.rebuild_fast()
-        frame = frames[0] if len(frames) == 1 else b"".join(frames)
-        size = len(frame)
-        write = os.write
-        short: list[tuple[int, int]] | None = None
-        fds = plan.fast_fds
-        for fd in fds:
-            try:
-                sent = write(fd, frame)
-            except BlockingIOError:
-                sent = 0
-            except OSError:
-                sent = -1  # push retries, meets the error and marks the outbox broken
-            if sent != size:
-                if short is None:
-                    short = []
-                short.append((fd, sent))
-        plan.fast_events += len(frames)
-        written = len(fds)
-        if short:
-            written -= len(short)
-            for fd, sent in short:
-                client, outbox, _ = plan.fast_by_fd[fd]
-                if sent >= 0:
-                    ok = outbox.wrote_frames(frames, sent)
-                else:
-                    ok = all([outbox.push(one, EVENT) for one in frames])
-                if not ok:
-                    self._slow_consumer(client)
-        self.stats.direct_bytes += written * size
-        for client, outbox, _ in plan.slow:
-            client.messages_sent += len(frames)
-            if not all([outbox.push(one, EVENT) for one in frames]):
-                self._slow_consumer(client)
-        return (len(fds) + len(plan.slow)) * len(frames)
-
-    def _fan_out_positions(self, event: StreamEvent) -> None:
-        """Each client gets the positions its filters accept; each distinct slice is encoded
-        once and shared by every client with the same filters."""
-        positions = event.data.get("positions")
-        if not isinstance(positions, list):
-            positions = []
-        frames: dict[str, bytes | None] = {}
-        index: PositionIndex | None = None  # built on the first filtered client only
-        delivered = 0
-        for client in self.clients.values():
-            route = client.subs.route(POSITIONS)
-            if route is None:
-                continue
-            if route is ALL:
-                frame: bytes | None = event.frame
-            else:
-                key = client.subs.positions_key or ""
-                if key in frames:
-                    frame = frames[key]
-                else:
-                    if index is None:
-                        index = PositionIndex(positions)
-                    frame = frames[key] = self._positions_frame(event, route, positions, index)
-            if frame is None:
-                continue
-            delivered += 1
-            client.messages_sent += 1
-            if not client.outbox.push(frame, POSITIONS_KIND):
-                self._slow_consumer(client)
-        self.stats.deliveries += delivered
-
-    def _positions_frame(
-        self, event: StreamEvent, route: tuple[Any, ...], positions: list[dict[str, Any]],
-        index: PositionIndex | None = None,
-    ) -> bytes | None:
-        kept = index.slice(route) if index is not None else slice_records(route, positions)
-        if not kept:
-            return None
-        self.stats.positions_encodings += 1
-        return event.variant({**event.data, "count": len(kept), "positions": kept})
-
-    def _replay(self, client: Client, events: Iterable[StreamEvent]) -> int:
-        sent = 0
-        for event in events:
-            route = client.subs.route(event.type)
-            if route is None:
-                continue
-            if event.type == POSITIONS:
-                if route is ALL:
-                    frame: bytes | None = event.frame
-                else:
-                    positions = event.data.get("positions")
-                    frame = self._positions_frame(
-                        event, route, positions if isinstance(positions, list) else []
-                    )
-                if frame is None:
-                    continue
-                self._deliver(client, frame, POSITIONS_KIND)
-            elif route is ALL or any(f.accepts(event.type, event.data) for f in route):
-                self._deliver(client, event.frame, EVENT)
-            else:
-                continue
-            sent += 1
-        return sent
+        await self.coalescer.run()
 
     # -- state for snapshots -----------------------------------------------------------------
 
@@ -454,6 +213,8 @@ class Hub:
     # -- client actions ----------------------------------------------------------------------
 
     def subscribe(self, client: Client, req: Subscribe) -> None:
+        """Apply a subscribe, then (with no await in between, so nothing is delivered
+        between them) replay what a resume asks for and send the snapshot."""
         self.flush()  # held events go out under the routes they were published under
         client.subs.set(req.channels, req.filters)
         reply: dict[str, Any] = {
@@ -463,7 +224,7 @@ class Hub:
         }
         held = None
         if req.resume is not None:
-            held = self.stream.since(*req.resume)
+            held = self.log.since(*req.resume)
             reply["recovered"] = held is not None
             if held is None:
                 self.stats.resumes_lost += 1
@@ -471,9 +232,13 @@ class Hub:
                 self.stats.resumes_recovered += 1
         self.send(client, encode_reply(reply, req.request_id))
         if held:
-            self._replay(client, held)
+            self.fan_out.replay(client, held)
         if req.snapshot:
             self._send_snapshot(client)
+
+    def unsubscribe(self, client: Client, channels: tuple[str, ...] | None) -> list[str]:
+        self.flush()  # held events go out under the routes they were published under
+        return client.subs.remove(channels)
 
     def _send_snapshot(self, client: Client) -> None:
         now = format_ts()
@@ -490,31 +255,8 @@ class Hub:
             data = {"programs": programs, "count": len(programs)}
             self._deliver(client, text_frame(Envelope(TMI_ACTIVE, now, data).encode()), EVENT)
 
-    def handle_publish(self, client: Client, req: Publish) -> None:
-        data = req.data
-        if req.channel.startswith("tmi."):
-            data = self.prepare_tmi(req.channel, data, req.request_id)
-        seq, duplicate = self.publish(
-            req.channel, data, timestamp=req.timestamp, event_id=req.event_id
-        )
-        ack = {
-            "type": "publish_ack",
-            "event_id": req.event_id if req.event_id is not None else f"e-{seq}",
-            "seq": seq,
-            "accepted": 0 if duplicate else 1,
-            "duplicates": 1 if duplicate else 0,
-        }
-        self.send(client, encode_reply(ack, req.request_id))
-
-    def prepare_tmi(self, event_type: str, data: dict[str, Any], rid: Any = MISSING) -> dict:
-        """A published TMI payload checked against the active programs (core/tmi.py)."""
-        try:
-            return prepare_publish(self.tmi, event_type, data)
-        except TmiError as exc:
-            raise ProtocolError(INVALID_PUBLISH, str(exc), rid) from None
-
     def status(self, client: Client) -> dict[str, Any]:
-        self.flush_for(client)
+        self.coalescer.flush_for(client)
         data: dict[str, Any] = {
             "client_id": client.client_id,
             "connected_at": client.connected_at,
@@ -522,8 +264,8 @@ class Hub:
             "messages_sent": self._targets.messages_sent(client),
             "filters": client.subs.echo(),
             "tier": client.tier,
-            "epoch": self.stream.epoch,
-            "seq": self.stream.last_seq,
+            "epoch": self.log.epoch,
+            "seq": self.log.head,
             "outbox_bytes": client.outbox.queued_bytes,
             "connected_clients": len(self.clients),
             "uptime_seconds": int(time.monotonic() - self.started),
@@ -542,8 +284,8 @@ class Hub:
                     "server_time": format_ts_seconds(),
                     "version": PROTOCOL_VERSION,
                     "tier": client.tier,
-                    "epoch": self.stream.epoch,
-                    "seq": self.stream.last_seq,
+                    "epoch": self.log.epoch,
+                    "seq": self.log.head,
                     "heartbeat_interval": _whole(self.config.heartbeat_interval),
                 },
             }
@@ -556,7 +298,7 @@ class Hub:
         data: dict[str, Any] = {
             "connected_clients": len(self.clients),
             "uptime_seconds": int(time.monotonic() - self.started),
-            "seq": self.stream.last_seq,
+            "seq": self.log.head,
         }
         age = self.feed_age()
         if age is not None:
@@ -570,11 +312,11 @@ class Hub:
             await trio.sleep(self.config.heartbeat_interval)
             self.heartbeat()
 
-    def expire_programs(self, now: dt.datetime | None = None) -> int:
+    async def expire_programs(self, now: dt.datetime | None = None) -> int:
         now = now or dt.datetime.now(dt.UTC)
         due = self.tmi.due(now)
         for program in due:
-            self.publish("tmi.released", {**program, "status": "EXPIRED"})
+            await self.publish("tmi.released", {**program, "status": "EXPIRED"})
             log.info("program %s reached its end time: released (EXPIRED)",
                      program.get("program_id"))
         return len(due)
@@ -582,4 +324,4 @@ class Hub:
     async def run_tmi_expiry(self, interval: float = 1.0) -> None:
         while True:
             await trio.sleep(interval)
-            self.expire_programs()
+            await self.expire_programs()

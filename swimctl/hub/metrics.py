@@ -82,9 +82,9 @@ class HubCollector(Collector):
         resumes.add_metric(["false"], stats.resumes_lost)
         yield resumes
         yield GaugeMetricFamily("swim_last_seq", "Last seq in the stream",
-                                value=hub.stream.last_seq)
+                                value=hub.log.head)
         yield GaugeMetricFamily("swim_history_events", "Events held for resume",
-                                value=hub.stream.held)
+                                value=hub.log.held)
         age = hub.feed_age()
         if age is not None:
             yield GaugeMetricFamily("swim_feed_age_seconds",

@@ -17,6 +17,8 @@ from typing import Any
 
 import trio
 
+from swimctl.wire.frames import PLAIN
+
 # What a queued chunk is, for the slow-client policy.
 CONTROL = 0  # handshake, replies, close frames: never dropped
 EVENT = 1  # lifecycle / TMI / other events: kept until the bound is passed
@@ -43,15 +45,31 @@ class Outbox:
     and a sleeping task each.
     """
 
-    __slots__ = ("_accept", "_chunks", "_demotions", "_drained", "_head_sent", "_kinds",
-                 "_nursery",
-                 "_wakeup", "_writer_started", "broken", "bytes_sent", "direct", "fd", "limit",
-                 "queued_bytes", "stream")
+    __slots__ = (
+        "_accept",
+        "_chunks",
+        "_demotions",
+        "_drained",
+        "_head_sent",
+        "_kinds",
+        "_nursery",
+        "_wakeup",
+        "_writer_started",
+        "broken",
+        "bytes_sent",
+        "direct",
+        "encoding",
+        "fd",
+        "limit",
+        "queued_bytes",
+        "stream",
+    )
 
     def __init__(self, stream: trio.abc.Stream, fd: int | None, limit: int,
                  demotions: Demotions | None = None) -> None:
         self.stream = stream
         self._demotions = demotions if demotions is not None else Demotions()
+        self.encoding = PLAIN  # which of an event's frames this connection takes
         self.fd = fd  # set for plain TCP: direct writes; None (TLS): writer task only
         self.limit = limit
         self._chunks: deque[bytes] | None = None  # made on the first backlog, then kept

@@ -4,7 +4,8 @@ A plan splits the subscribers of one event type by how much work their filters n
 
 - unfiltered (route ALL, or any route for types every filter passes): each gets the event.
   Those whose socket was writable straight away when the plan was made sit in `fast_fds`,
-  a plain list of file descriptors: the fan-out loop writes the shared frame to each without
+  plain lists of file descriptors, one per wire encoding (wire/frames.py): the fan-out loop
+  writes the shared frame of that encoding to each without
   touching a client or outbox object. Touching them costs a cache miss or two per client
   after each system call (about 1 µs of 5–6 at 1,000 clients), which is most of what the hub
   adds to a bare write loop.
@@ -29,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 from swimctl.core.channels import is_hub_only
 from swimctl.core.routing import ALL
 from swimctl.hub.outbox import Demotions
+from swimctl.wire.frames import ENCODINGS
 
 if TYPE_CHECKING:
     from swimctl.hub.client import Client
@@ -74,7 +76,7 @@ class TargetPlan:
                     self.by_airport.setdefault(code, []).append(target)
             else:
                 self.general.append(target)
-        self.fast_fds: list[int] = []
+        self.fast_fds: list[list[int]] = [[] for _ in ENCODINGS]
         self.fast_by_fd: dict[int, Target] = {}
         self.slow: list[Target] = []
         self.fast_events = 0
@@ -87,13 +89,13 @@ class TargetPlan:
     def rebuild_fast(self) -> None:
         """Split the unfiltered targets into direct file descriptors and the rest."""
         self.fold()
-        fds: list[int] = []
+        fds: list[list[int]] = [[] for _ in ENCODINGS]
         by_fd: dict[int, Target] = {}
         slow: list[Target] = []
         for target in self.unfiltered:
             outbox = target[1]
             if outbox.direct and outbox.fd is not None:
-                fds.append(outbox.fd)
+                fds[outbox.encoding].append(outbox.fd)
                 by_fd[outbox.fd] = target
             else:
                 slow.append(target)

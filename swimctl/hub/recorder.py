@@ -19,7 +19,7 @@ from typing import Any
 import trio
 
 from swimctl.recordings import EventWriter
-from swimctl.stream.memory import StreamEvent
+from swimctl.stream.base import LogEvent
 
 log = logging.getLogger("swimctl.recorder")
 
@@ -72,7 +72,7 @@ class Recorder:
         self._wake = trio.Event()
         self.files = HourlyFiles(self.directory, clock or (lambda: dt.datetime.now(dt.UTC)))
 
-    def hook(self, event: StreamEvent) -> None:
+    def hook(self, event: LogEvent) -> None:
         """Called by Hub.publish for every event: O(1), no I/O, no await."""
         if len(self.buffer) >= self.limit:
             self.dropped += 1

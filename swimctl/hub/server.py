@@ -14,7 +14,7 @@ from urllib.parse import parse_qs, urlsplit
 import trio
 from trio_websocket import ConnectionClosed, WebSocketConnection, wrap_server_stream
 
-from swimctl.core.limits import TokenBucket, ViolationWindow
+from swimctl.core.limits import ViolationWindow
 from swimctl.core.protocol import (
     AUTH_FAILED,
     CLOSE_AUTH,
@@ -22,26 +22,12 @@ from swimctl.core.protocol import (
     CLOSE_LIMIT,
     CLOSE_VIOLATIONS,
     CONNECTION_LIMIT,
-    FORBIDDEN,
-    INTERNAL_ERROR,
-    MESSAGE_TOO_LARGE,
-    MISSING,
-    RATE_LIMITED,
-    Ping,
-    ProtocolError,
-    Publish,
-    Status,
-    Subscribe,
-    Unsubscribe,
-    encode_reply,
     error_reply,
-    parse_request,
-    pong_reply,
-    request_id_of,
 )
 from swimctl.hub.auth import Authenticator, AuthFailed
 from swimctl.hub.client import Client
 from swimctl.hub.config import WS_PATH, HubConfig
+from swimctl.hub.dispatch import Dispatcher
 from swimctl.hub.engine import Hub
 from swimctl.hub.outbox import Outbox, OutboxStream
 from swimctl.wire.frames import text_frame
@@ -91,6 +77,7 @@ class HubServer:
         ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         self.hub = hub
+        self.dispatcher = Dispatcher(hub)
         self.auth = auth
         self.config = config
         self.ssl_context = ssl_context
@@ -203,11 +190,7 @@ class HubServer:
             done.set()
 
     async def _read_loop(self, client: Client, ws: WebSocketConnection) -> None:
-        if client.tier == "system":
-            bucket = TokenBucket(self.config.system_rate_per_second,
-                                 self.config.system_rate_burst)
-        else:
-            bucket = TokenBucket(self.config.rate_per_second, self.config.rate_burst)
+        bucket = self.dispatcher.bucket_for(client)
         strikes = ViolationWindow(self.config.violation_limit, self.config.violation_window)
         while True:
             try:
@@ -216,54 +199,9 @@ class HubServer:
                 return
             if client.close_code is not None:
                 continue
-            error = self._handle(client, message, bucket)
+            error = await self.dispatcher.handle(client, message, bucket)
             if error is not None:
                 self.hub.send(client, error_reply(error.code, error.message, error.request_id))
                 if strikes.record():
                     log.info("closing %s: repeated protocol violations", client.client_id)
                     client.request_close(CLOSE_VIOLATIONS, "repeated protocol violations")
-
-    def _handle(
-        self, client: Client, message: str | bytes, bucket: TokenBucket
-    ) -> ProtocolError | None:
-        """Answer one client message. Returns the client's mistake, which the caller answers
-        and counts toward 4003; None when all went well or the fault was ours
-        (INTERNAL_ERROR is answered here and never counts against the client)."""
-        if not bucket.take():
-            return ProtocolError(RATE_LIMITED, "over the message rate limit; slow down",
-                                 request_id_of(message))
-        limit = self.config.max_message_bytes
-        size = len(message)
-        if size > limit or (isinstance(message, str) and size * 4 > limit
-                            and len(message.encode("utf-8", "surrogatepass")) > limit):
-            return ProtocolError(MESSAGE_TOO_LARGE, f"messages are limited to {limit} bytes")
-        request_id: Any = MISSING
-        try:
-            req = parse_request(message, self.hub.airport_artcc)
-            request_id = req.request_id
-            hub = self.hub
-            if isinstance(req, Subscribe):
-                hub.subscribe(client, req)
-            elif isinstance(req, Unsubscribe):
-                hub.flush()  # held events go out under the routes they were published under
-                removed = client.subs.remove(req.channels)
-                hub.send(client, encode_reply({"type": "unsubscribed", "channels": removed},
-                                              req.request_id))
-            elif isinstance(req, Ping):
-                hub.send(client, pong_reply(req.request_id))
-            elif isinstance(req, Status):
-                hub.send(client, encode_reply({"type": "status", "data": hub.status(client)},
-                                              req.request_id))
-            elif isinstance(req, Publish):
-                if client.tier != "system":
-                    return ProtocolError(FORBIDDEN, "publish needs a system-tier key",
-                                         req.request_id)
-                hub.handle_publish(client, req)
-        except ProtocolError as exc:
-            return exc
-        except Exception:
-            log.exception("internal error answering %s", client.client_id)
-            self.hub.send(client, error_reply(INTERNAL_ERROR,
-                                              "the hub could not handle this request",
-                                              request_id))
-        return None

@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 import signal
 import ssl
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from functools import partial
 from typing import Any
 
@@ -36,7 +36,7 @@ class ServeOptions:
     metrics_port: int | None = None
     handle_signals: bool = False
     load_geography: bool = True
-    on_ready: Callable[[ServiceHandle], None] | None = None
+    on_ready: Callable[[ServiceHandle], Awaitable[None]] | None = None
 
 
 @attrs.define
@@ -100,6 +100,7 @@ async def run_service(opts: ServeOptions, *, task_status: Any = trio.TASK_STATUS
     async with trio.open_nursery() as nursery:
         if opts.handle_signals:  # before anything else, so no signal finds us without it
             nursery.start_soon(_watch_signals, hub, nursery.cancel_scope)
+        await nursery.start(hub.log.run)
         url = await nursery.start(server.serve)
         log.info("listening on %s", url)
         handle = ServiceHandle(url=url, hub=hub, server=server, auth=auth,
@@ -130,7 +131,7 @@ async def run_service(opts: ServeOptions, *, task_status: Any = trio.TASK_STATUS
             await nursery.start(run_recorder, hub, opts.record_dir)
         task_status.started(handle)
         if opts.on_ready is not None:
-            opts.on_ready(handle)
+            await opts.on_ready(handle)
 
 
 async def _watch_signals(hub: Hub, scope: trio.CancelScope) -> None:

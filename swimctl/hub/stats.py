@@ -32,7 +32,7 @@ class HubStats:
 
     fanout: Histogram = attrs.field(factory=Histogram)
     bytes_sent_closed: int = 0  # bytes sent by connections that have gone
-    direct_bytes: int = 0  # bytes of events written by fan-out's fast path (targets.py)
+    direct_bytes: int = 0  # bytes of events written by fan-out's fast path (hub/plans.py)
 
     events: Counter[str] = attrs.field(factory=Counter)
     deliveries: int = 0
@@ -42,3 +42,10 @@ class HubStats:
     resumes_lost: int = 0
     fanout_seconds: list[float] = attrs.field(factory=list)  # drained by the metrics exporter
     positions_encodings: int = 0
+
+    def observe_fanout(self, seconds: float) -> None:
+        """One fan-out step (one event, or a coalesced burst)."""
+        self.fanout.observe(seconds)
+        self.fanout_seconds.append(seconds)
+        if len(self.fanout_seconds) > 10_000:
+            del self.fanout_seconds[:5_000]

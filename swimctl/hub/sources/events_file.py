@@ -166,9 +166,10 @@ class EventsFileFollower:
                     self.stats.bad_lines += 1
                     log.warning("events file %s: bad line skipped (%s)", self.path, exc)
                 else:
-                    _, duplicate = self.hub.publish(
+                    appended = await self.hub.publish(
                         env.type, env.data, timestamp=env.timestamp, event_id=env.event_id
                     )
+                    duplicate = appended.duplicate
                     self.stats.duplicates += duplicate
                     self.stats.published += not duplicate
             if index % 200 == 199:

@@ -53,7 +53,7 @@ _STAMP_RE = re.compile(rb'"update_timestamp"\s*:\s*"([^"]{10,40})"')
 class FeedHub(Protocol):
     """The part of the hub this source uses (swimctl.hub.engine.Hub provides it)."""
 
-    def publish(
+    async def publish(
         self,
         event_type: str,
         data: dict[str, Any],
@@ -240,7 +240,7 @@ class _Runner:
             if self.as_live:
                 data, stamp = _played_now(data, stamp, format_ts(update_time))
             try:
-                hub.publish(etype, data, timestamp=stamp)
+                await hub.publish(etype, data, timestamp=stamp)
             except Exception:
                 log.exception("hub refused a %s event", etype)
             if n % PUBLISH_BATCH == 0:

@@ -1,0 +1,225 @@
+"""Fan-out: an event's frame to every client that accepts it, without awaiting any of them.
+
+Unfiltered clients whose outbox is writable straight away get the shared frame through a
+plain non-blocking write per file descriptor (hub/plans.py); filtered clients are found
+through their airports or their filters; a positions batch is sliced per distinct filter and
+each slice encoded once. Only what the kernel does not take waits in an outbox. A client
+whose backlog passes its bound is handed to `on_slow` (close 4008).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+from swimctl.core.channels import POSITIONS
+from swimctl.core.routing import ALL, PositionIndex, airport_keys, slice_records
+from swimctl.hub.client import Client
+from swimctl.hub.outbox import EVENT
+from swimctl.hub.outbox import POSITIONS as POSITIONS_KIND
+from swimctl.hub.plans import TargetCache, TargetPlan
+from swimctl.hub.stats import HubStats
+from swimctl.stream.base import LogEvent
+from swimctl.wire.frames import ENCODINGS
+
+
+class FanOut:
+    def __init__(self, clients: dict[str, Client], targets: TargetCache, stats: HubStats,
+                 on_slow: Callable[[Client], None]) -> None:
+        self.clients = clients
+        self.targets = targets
+        self.stats = stats
+        self.on_slow = on_slow
+
+    def push(self, client: Client, frame: bytes, kind: int) -> None:
+        """One frame to one client, counted as a delivery to it."""
+        client.messages_sent += 1
+        if not client.outbox.push(frame, kind):
+            self.on_slow(client)
+
+    # -- events (not positions) ----------------------------------------------------------------
+
+    def events(self, events: Sequence[LogEvent]) -> None:
+        """Events in stream order. When every type among them has the same unfiltered
+        clients (a feed cycle's lifecycle events to clients that take all flight events),
+        those clients get the whole burst in one write; otherwise each run of one type
+        does. Either way a client is unfiltered for every event written to it together, and
+        filtered ones get theirs event by event, so each client's order is the stream's."""
+        plans = {event.type: self.targets.plan(event.type, self.clients) for event in events}
+        if len(plans) > 1:
+            for plan in plans.values():
+                if not plan.fast_ready():
+                    plan.rebuild_fast()
+            first, *others = plans.values()
+            if all(p.fast_fds == first.fast_fds and p.slow == first.slow for p in others):
+                self._together(first, events, plans)
+                return
+        start = 0
+        while start < len(events):
+            etype = events[start].type
+            end = start + 1
+            while end < len(events) and events[end].type == etype:
+                end += 1
+            self._together(plans[etype], events[start:end], plans)
+            start = end
+
+    def _together(self, unfiltered: TargetPlan, events: Sequence[LogEvent],
+                  plans: dict[str, TargetPlan]) -> None:
+        """`unfiltered`'s clients get `events` joined in one write each; each event's
+        filtered clients get it through their outboxes, in order."""
+        delivered = self._write_unfiltered(unfiltered, events)
+        for event in events:
+            plan = plans[event.type]
+            if plan.filtered:
+                delivered += self._filtered(plan, event)
+        self.stats.deliveries += delivered
+
+    def _filtered(self, plan: TargetPlan, event: LogEvent) -> int:
+        etype, data = event.type, event.data
+        # A route made only of airport filters is one set (fast_route), tested against the
+        # event's airports once; plans list such clients under each of their airports.
+        keys = airport_keys(data)
+        if keys is None or not plan.by_airport:
+            targets = plan.filtered
+        elif len(keys) == 1:
+            [code] = keys
+            targets = plan.general + plan.by_airport.get(code, [])
+        else:  # a client whose airports hold both dep and arr is listed under each: once
+            hits = {id(t[0]): t for code in keys for t in plan.by_airport.get(code, ())}
+            targets = plan.general + list(hits.values())
+        delivered = 0
+        for client, outbox, route in targets:
+            if type(route) is frozenset:
+                if keys is not None and route.isdisjoint(keys):
+                    continue
+            elif not any(f.accepts(etype, data) for f in route):
+                continue
+            delivered += 1
+            client.messages_sent += 1
+            if not outbox.push(event.frame(outbox.encoding), EVENT):
+                self.on_slow(client)
+        return delivered
+
+    def _write_unfiltered(self, plan: TargetPlan, events: Sequence[LogEvent]) -> int:
+        """The shared frames, joined, to every client that takes all events of the type: a
+        plain non-blocking write per file descriptor while the kernel buffers have room; a
+        client whose write falls short (or that was already backlogged) goes through its
+        outbox. Returns the number of deliveries."""
+        if not plan.fast_ready():
+            plan.rebuild_fast()
+        count = len(events)
+        write = os.write
+        by_encoding: list[list[bytes] | None] = [None] * len(ENCODINGS)
+        for encoding, fds in enumerate(plan.fast_fds):
+            if not fds:
+                continue
+            frames = by_encoding[encoding] = [event.frame(encoding) for event in events]
+            frame = frames[0] if count == 1 else b"".join(frames)
+            size = len(frame)
+            short: list[tuple[int, int]] | None = None
+            for fd in fds:
+                try:
+                    sent = write(fd, frame)
+                except BlockingIOError:
+                    sent = 0
+                except OSError:
+                    sent = -1  # push retries, meets the error and marks the outbox broken
+                if sent != size:
+                    if short is None:
+                        short = []
+                    short.append((fd, sent))
+            written = len(fds)
+            if short:
+                written -= len(short)
+                for fd, sent in short:
+                    client, outbox, _ = plan.fast_by_fd[fd]
+                    if sent >= 0:
+                        ok = outbox.wrote_frames(frames, sent)
+                    else:
+                        ok = all([outbox.push(one, EVENT) for one in frames])
+                    if not ok:
+                        self.on_slow(client)
+            self.stats.direct_bytes += written * size
+        plan.fast_events += count
+        for client, outbox, _ in plan.slow:
+            frames = by_encoding[outbox.encoding]
+            if frames is None:
+                frames = by_encoding[outbox.encoding] = [e.frame(outbox.encoding)
+                                                         for e in events]
+            client.messages_sent += count
+            if not all([outbox.push(one, EVENT) for one in frames]):
+                self.on_slow(client)
+        return (sum(len(fds) for fds in plan.fast_fds) + len(plan.slow)) * count
+
+    # -- positions -----------------------------------------------------------------------------
+
+    def positions(self, event: LogEvent) -> None:
+        """Each client gets the positions its filters accept; each distinct slice is encoded
+        once and shared by every client with the same filters."""
+        positions = event.data.get("positions")
+        if not isinstance(positions, list):
+            positions = []
+        slices: dict[str, LogEvent | None] = {}
+        index: PositionIndex | None = None  # built on the first filtered client only
+        delivered = 0
+        for client in self.clients.values():
+            route = client.subs.route(POSITIONS)
+            if route is None:
+                continue
+            if route is ALL:
+                source: LogEvent | None = event
+            else:
+                key = client.subs.positions_key or ""
+                if key in slices:
+                    source = slices[key]
+                else:
+                    if index is None:
+                        index = PositionIndex(positions)
+                    source = slices[key] = self.positions_slice(event, route, positions, index)
+            if source is None:
+                continue
+            delivered += 1
+            client.messages_sent += 1
+            if not client.outbox.push(source.frame(client.outbox.encoding), POSITIONS_KIND):
+                self.on_slow(client)
+        self.stats.deliveries += delivered
+
+    def positions_slice(self, event: LogEvent, route: tuple[Any, ...],
+                        positions: list[dict[str, Any]],
+                        index: PositionIndex | None = None) -> LogEvent | None:
+        """The batch with only the positions `route` accepts, as an event of its own (same
+        seq and id) whose frames are cached like any other's; None when nothing is left."""
+        kept = index.slice(route) if index is not None else slice_records(route, positions)
+        if not kept:
+            return None
+        self.stats.positions_encodings += 1
+        data = {**event.data, "count": len(kept), "positions": kept}
+        return LogEvent(event.seq, event.type, event.timestamp, event.event_id, data,
+                        event.variant_payload(data), event.received)
+
+    # -- one client ----------------------------------------------------------------------------
+
+    def replay(self, client: Client, events: Iterable[LogEvent]) -> int:
+        """Held events a resuming client's subscriptions accept, in order."""
+        sent = 0
+        encoding = client.outbox.encoding
+        for event in events:
+            route = client.subs.route(event.type)
+            if route is None:
+                continue
+            if event.type == POSITIONS:
+                source: LogEvent | None = event
+                if route is not ALL:
+                    positions = event.data.get("positions")
+                    source = self.positions_slice(
+                        event, route, positions if isinstance(positions, list) else [])
+                if source is None:
+                    continue
+                self.push(client, source.frame(encoding), POSITIONS_KIND)
+            elif route is ALL or any(f.accepts(event.type, event.data) for f in route):
+                self.push(client, event.frame(encoding), EVENT)
+            else:
+                continue
+            sent += 1
+        return sent

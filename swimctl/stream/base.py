@@ -1,0 +1,121 @@
+"""The event log: the ordered, numbered record every hub delivers from.
+
+A hub appends events to its log and learns of them back through one delivery callback, the
+way centrifuge's Broker hands publications to `HandlePublication`. The fan-out, the protocol
+and resume never know which log is running. Every implementation keeps these invariants, and
+tests/test_log_contract.py checks them against each:
+
+1. **Dense order.** The delivery callback is called with events in `seq` order, each exactly
+   once, starting right after `head` and with no seq skipped. `head` is the last seq
+   delivered to this hub.
+2. **Gap-free resume.** `since(epoch, seq)` returns the events after `seq` that were already
+   delivered here, in order, or None when that can't be done without a gap (another epoch, a
+   seq beyond `head`, or events no longer held). `since` and delivery both run on the event
+   loop without awaiting, so a subscriber that reads `since` and then takes live deliveries
+   sees every event once.
+3. **One event per id.** An `event_id` already appended (within the de-duplication window)
+   is not stored again: `append` answers with the original seq and `duplicate=True`.
+4. **The epoch names the numbering.** It changes only when the log's history is really
+   gone; a `since` against another epoch answers None.
+
+Appending and delivery are separate steps. The in-process log (memory.py) delivers inline,
+before `append` returns; a shared log delivers from its reader task, after.
+"""
+
+from __future__ import annotations
+
+import secrets
+import string
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol
+
+import attrs
+
+from swimctl.core.model import Envelope
+from swimctl.wire.frames import ENCODINGS, PLAIN
+
+_ALPHABET = string.ascii_lowercase + string.digits
+
+
+def new_epoch() -> str:
+    return "".join(secrets.choice(_ALPHABET) for _ in range(6))
+
+
+@attrs.frozen
+class Draft:
+    """An event before the log has numbered it."""
+
+    type: str
+    data: dict[str, Any]
+    timestamp: str | None = None  # None: the time it is appended
+    event_id: str | None = None  # None: the log names it e-<seq>
+
+
+@attrs.frozen
+class Appended:
+    seq: int
+    duplicate: bool = False
+
+
+class LogEvent:
+    """One numbered event: its payload (the envelope JSON, encoded once) and, built lazily
+    and cached, its frame in each wire encoding, shared by every client."""
+
+    __slots__ = ("_frames", "data", "event_id", "payload", "received", "seq", "timestamp",
+                 "type")
+
+    def __init__(self, seq: int, type: str, timestamp: str, event_id: str,
+                 data: dict[str, Any], payload: bytes, received: float) -> None:
+        self.seq = seq
+        self.type = type
+        self.timestamp = timestamp
+        self.event_id = event_id
+        self.data = data
+        self.payload = payload
+        self.received = received  # monotonic time it entered the log, for the age bound
+        self._frames: list[bytes | None] = [None] * len(ENCODINGS)
+
+    @classmethod
+    def build(cls, seq: int, draft: Draft, timestamp: str, received: float) -> LogEvent:
+        eid = draft.event_id if draft.event_id is not None else f"e-{seq}"
+        payload = Envelope(draft.type, timestamp, draft.data, seq, eid).encode()
+        return cls(seq, draft.type, timestamp, eid, draft.data, payload, received)
+
+    def frame(self, encoding: int = PLAIN) -> bytes:
+        frame = self._frames[encoding]
+        if frame is None:
+            frame = self._frames[encoding] = ENCODINGS[encoding](self.payload)
+        return frame
+
+    def envelope(self) -> Envelope:
+        return Envelope(self.type, self.timestamp, self.data, self.seq, self.event_id)
+
+    def variant_payload(self, data: dict[str, Any]) -> bytes:
+        """This event's payload with other `data` (a positions slice), same seq and id."""
+        return Envelope(self.type, self.timestamp, data, self.seq, self.event_id).encode()
+
+
+Delivery = Callable[[Sequence[LogEvent]], None]
+
+
+class EventLog(Protocol):
+    """What the hub needs of a log (see the invariants above)."""
+
+    @property
+    def epoch(self) -> str: ...
+
+    @property
+    def head(self) -> int: ...
+
+    @property
+    def held(self) -> int: ...
+
+    def set_delivery(self, deliver: Delivery) -> None:
+        """The one callback events are delivered to; set before the first append."""
+
+    async def append(self, draft: Draft) -> Appended: ...
+
+    def since(self, epoch: str, seq: int) -> list[LogEvent] | None: ...
+
+    async def run(self, *, task_status: Any = ...) -> None:
+        """Background work (reading a shared log, trimming); started by the service."""
