@@ -7,9 +7,7 @@ No timing assertions on speed: only order, integrity, bounds and who gets what.
 from __future__ import annotations
 
 import random
-import socket
 from typing import Any
-from urllib.parse import urlsplit
 
 import orjson
 import trio
@@ -17,84 +15,9 @@ import trio
 from swimctl.core.filters import compile_filter
 from swimctl.core.routing import PositionIndex, Subscriptions, airport_keys, slice_records
 from tests.conftest import Harness, StartHub, recv, request
+from tests.rawws import RawClient
 
 PAD = "p" * 3000
-
-
-class RawClient:
-    """A WebSocket client on a plain socket: it sees every byte the hub writes, in order."""
-
-    def __init__(self, stream: trio.SocketStream) -> None:
-        self.stream = stream
-        self.buf = bytearray()
-
-    @classmethod
-    async def connect(cls, hub: Harness, rcvbuf: int | None = None) -> RawClient:
-        url = urlsplit(hub.url)
-        sock = trio.socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        if rcvbuf is not None:  # before connect, so the window is small from the start
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
-        await sock.connect((url.hostname, url.port))
-        self = cls(trio.SocketStream(sock))
-        await self.stream.send_all(
-            f"GET {url.path} HTTP/1.1\r\nHost: {url.netloc}\r\nUpgrade: websocket\r\n"
-            "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
-            f"Sec-WebSocket-Version: 13\r\nX-SWIM-API-Key: {hub.keys['system']}\r\n\r\n"
-            .encode())
-        while b"\r\n\r\n" not in self.buf:
-            self.buf += await self.stream.receive_some(65536)
-        head, _, rest = bytes(self.buf).partition(b"\r\n\r\n")
-        assert head.startswith(b"HTTP/1.1 101"), head
-        self.buf = bytearray(rest)
-        return self
-
-    async def send(self, body: dict[str, Any], opcode: int = 1) -> None:
-        payload = orjson.dumps(body) if opcode == 1 else b""
-        await self.send_raw(payload, opcode)
-
-    async def send_raw(self, payload: bytes, opcode: int) -> None:
-        assert len(payload) < 126
-        await self.stream.send_all(bytes((0x80 | opcode, 0x80 | len(payload))) + b"\0" * 4
-                                   + payload)
-
-    async def frame(self) -> tuple[int, bytes]:
-        """The next whole frame; asserts the framing is intact (final, unmasked, known op)."""
-        while True:
-            frame = self._parse()
-            if frame is not None:
-                return frame
-            data = await self.stream.receive_some(65536)
-            if not data:
-                raise EOFError
-            self.buf += data
-
-    def _parse(self) -> tuple[int, bytes] | None:
-        buf = self.buf
-        if len(buf) < 2:
-            return None
-        b0, n = buf[0], buf[1]
-        assert b0 & 0x80 and not n & 0x80, "server frames are final and unmasked"
-        assert b0 & 0x0F in (1, 8, 9, 10), f"bad opcode {b0 & 0x0F}: framing corrupted"
-        n &= 0x7F
-        hdr = 2
-        if n == 126:
-            if len(buf) < 4:
-                return None
-            n, hdr = int.from_bytes(buf[2:4], "big"), 4
-        elif n == 127:
-            if len(buf) < 10:
-                return None
-            n, hdr = int.from_bytes(buf[2:10], "big"), 10
-        if len(buf) < hdr + n:
-            return None
-        payload = bytes(buf[hdr:hdr + n])
-        del buf[:hdr + n]
-        return b0 & 0x0F, payload
-
-    async def message(self) -> dict[str, Any]:
-        opcode, payload = await self.frame()
-        assert opcode == 1, (opcode, payload)
-        return orjson.loads(payload)
 
 
 async def raw_subscribed(hub: Harness, channels: list[str], rcvbuf: int | None = None,

@@ -1,10 +1,10 @@
-"""One writer per connection: the outbox, and the stream trio-websocket writes through.
+"""One writer per connection: the outbox.
 
 The hub owns every byte written to a socket. Shared, pre-built frames go out with a plain
 non-blocking write while the kernel buffer has room (no task switch, no copy); whatever does
-not fit waits in the outbox, drained in order by the connection's single writer task.
-trio-websocket's own writes (handshake response, pongs, close frames) enter the same outbox as
-whole chunks, so they never splice into a half-sent frame.
+not fit waits in the outbox, drained in order by the connection's single writer task. The
+handshake response, replies, pongs and close frames enter the same outbox as whole chunks,
+so they never splice into a half-sent frame.
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ import errno
 import os
 from collections import deque
 from itertools import islice
-from typing import Any
 
 import trio
 
@@ -214,6 +213,10 @@ class Outbox:
             self._kinds.pop()
             self.queued_bytes -= len(chunk)
 
+    def close(self) -> None:
+        """The connection is over: drop what is queued and let the writer end."""
+        self._break()
+
     def _break(self) -> None:
         self.broken = True
         if self.direct:
@@ -298,57 +301,3 @@ class Outbox:
     @property
     def depth(self) -> int:
         return len(self._chunks) if self._chunks else 0
-
-
-class OutboxStream(trio.abc.Stream):
-    """The stream handed to trio-websocket: reads pass through, writes join the outbox."""
-
-    def __init__(self, inner: trio.abc.Stream, outbox: Outbox, close_timeout: float) -> None:
-        self.inner = inner
-        self.outbox = outbox
-        self.close_timeout = close_timeout
-        self.closed = False  # a flag, not an Event: nobody waits on it (~300 B each)
-
-    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
-        if self.outbox.broken or self.closed:
-            raise trio.BrokenResourceError("connection is closed")
-        self.outbox.push(bytes(data), CONTROL)
-        await trio.lowlevel.checkpoint()
-
-    async def wait_send_all_might_not_block(self) -> None:
-        await trio.lowlevel.checkpoint()
-
-    async def receive_some(self, max_bytes: int | None = None) -> bytes | bytearray:
-        return await self.inner.receive_some(max_bytes)
-
-    async def aclose(self) -> None:
-        """Let queued bytes (a close frame) reach the socket, briefly, then close it."""
-        if self.closed:
-            await trio.lowlevel.checkpoint()
-            return
-        self.closed = True
-        with trio.move_on_after(self.close_timeout) as scope:
-            scope.shield = True
-            await self.outbox.drained()
-            if not self.outbox.broken:
-                await self._linger()
-        self.outbox._break()
-        await trio.aclose_forcefully(self.inner)
-
-    async def _linger(self) -> None:
-        """Half-close, then read until the peer closes: closing a socket with unread input
-        sends a reset, which can destroy the close frame we just sent before the peer reads
-        it."""
-        try:
-            if isinstance(self.inner, trio.SocketStream):
-                await self.inner.send_eof()
-            with trio.move_on_after(min(self.close_timeout, 1.0)):
-                while await self.inner.receive_some(65536):
-                    pass
-        except (trio.BusyResourceError, trio.BrokenResourceError, trio.ClosedResourceError,
-                OSError):
-            pass
-
-    def __getattr__(self, name: str) -> Any:
-        # trio-websocket looks up `socket` / `transport_stream` for endpoint names.
-        return getattr(self.inner, name)

@@ -1,6 +1,7 @@
-"""The trio shell around the hub: TCP/TLS listener, handshake, auth, and each connection's
-reader. trio-websocket parses the handshake and inbound frames; every outbound byte goes
-through the connection's outbox (swimctl.hub.outbox), so the hub stays the only writer.
+"""The trio shell around the hub: the TCP/TLS listener, and each connection from its upgrade
+request (parsed by h11, checked by wire/websocket.py) through auth and admission to its
+reader (hub/connection.py). Every outbound byte goes through the connection's outbox
+(hub/outbox.py), so the hub stays the only writer.
 """
 
 from __future__ import annotations
@@ -11,8 +12,8 @@ import ssl
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+import h11
 import trio
-from trio_websocket import ConnectionClosed, WebSocketConnection, wrap_server_stream
 
 from swimctl.core.limits import ViolationWindow
 from swimctl.core.protocol import (
@@ -27,16 +28,27 @@ from swimctl.core.protocol import (
 from swimctl.hub.auth import Authenticator, AuthFailed
 from swimctl.hub.client import Client
 from swimctl.hub.config import WS_PATH, HubConfig
+from swimctl.hub.connection import RECEIVE_SIZE, Link
 from swimctl.hub.dispatch import Dispatcher
 from swimctl.hub.engine import Hub
-from swimctl.hub.outbox import Outbox, OutboxStream
+from swimctl.hub.outbox import CONTROL, Outbox
 from swimctl.wire.frames import text_frame
+from swimctl.wire.websocket import (
+    FrameReader,
+    Refusal,
+    Upgrade,
+    accept_response,
+    check_upgrade,
+    refusal_response,
+)
 
 log = logging.getLogger("swimctl.server")
 
-# trio-websocket refuses (1009) only far past our own limit, so an oversized message gets a
-# MESSAGE_TOO_LARGE reply and the connection lives, while memory per message stays bounded.
+# Messages over the protocol's limit (64 KiB) get a MESSAGE_TOO_LARGE reply and the connection
+# lives; only past this one is the connection failed (1009), so memory per message stays
+# bounded.
 HARD_MESSAGE_LIMIT = 1024 * 1024
+MAX_REQUEST_HEAD = 16 * 1024
 
 
 def extract_key(headers: list[tuple[bytes, bytes]], target: str) -> str | None:
@@ -68,6 +80,38 @@ def listen_url(listeners: list[trio.SocketListener | Any], tls: bool) -> str:
     return f"{'wss' if tls else 'ws'}://{host}:{port}{WS_PATH}"
 
 
+async def read_upgrade(stream: trio.abc.Stream) -> tuple[Upgrade | Refusal, bytes] | None:
+    """The upgrade request, checked, and any bytes that came after it; None when the peer
+    left before sending a whole request."""
+    http = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_REQUEST_HEAD)
+    request: h11.Request | None = None
+    while True:
+        try:
+            event = http.next_event()
+        except h11.RemoteProtocolError as exc:
+            return Refusal(400, f"malformed HTTP request: {exc}"), b""
+        if event is h11.NEED_DATA:
+            data = await stream.receive_some(RECEIVE_SIZE)
+            http.receive_data(data)
+            if not data and request is None:
+                return None
+            continue
+        if isinstance(event, h11.Request):
+            request = event
+            continue
+        if request is None or isinstance(event, h11.ConnectionClosed):
+            return None  # the peer closed before a whole request
+        if isinstance(event, h11.Data):
+            continue  # a body on a GET: ignored, as RFC 9110 allows
+        checked = check_upgrade(request.method, request.target, request.http_version,
+                                request.headers.raw_items())
+        if http.their_state is h11.MIGHT_SWITCH_PROTOCOL:
+            return checked, http.trailing_data[0]
+        if isinstance(checked, Upgrade):  # an Upgrade header h11 did not take as one
+            return Refusal(400, "malformed upgrade request"), b""
+        return checked, b""
+
+
 class HubServer:
     def __init__(
         self,
@@ -82,70 +126,74 @@ class HubServer:
         self.config = config
         self.ssl_context = ssl_context
         self.url = ""
+        self._writers: trio.Nursery | None = None
 
     async def serve(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+        """Listen; each connection is a task of the listener's nursery, and the outbox
+        writers (started only once a connection falls behind) are tasks of this one."""
         listeners: list[Any] = await trio.open_tcp_listeners(self.config.port,
                                                              host=self.config.host)
         if self.ssl_context is not None:
             listeners = [trio.SSLListener(lst, self.ssl_context) for lst in listeners]
         self.url = listen_url(listeners, self.ssl_context is not None)
-        task_status.started(self.url)
-        await trio.serve_listeners(self.handle, listeners)
+        async with trio.open_nursery() as writers:
+            self._writers = writers
+            task_status.started(self.url)
+            await trio.serve_listeners(self.handle, listeners)
 
     async def handle(self, stream: trio.abc.Stream) -> None:
-        """One connection, owned by one nursery: trio-websocket's reader, us, and (once a
-        backlog or a close needs them) the writer and the closer."""
+        """One connection, from its first byte to its socket's close."""
         fd = stream.socket.fileno() if isinstance(stream, trio.SocketStream) else None
         outbox = Outbox(stream, fd, self.config.outbox_limit, self.hub.demotions)
-        wrapped = OutboxStream(stream, outbox, self.config.close_timeout)
+        if self._writers is not None:
+            outbox.attach(self._writers)
         try:
-            async with trio.open_nursery() as nursery:
-                outbox.attach(nursery)
-                try:
-                    await self._connection(nursery, wrapped, outbox)
-                finally:
-                    nursery.cancel_scope.cancel()
-        except (trio.BrokenResourceError, trio.ClosedResourceError, ConnectionClosed):
+            await self._connection(stream, outbox)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
             pass
         except ssl.SSLError as exc:
             log.debug("TLS handshake failed: %s", exc)
         except Exception:
             log.exception("connection task failed")
         finally:
+            outbox.close()  # its writer, if any, ends before the socket does
             await trio.aclose_forcefully(stream)
 
-    async def _connection(
-        self, nursery: trio.Nursery, wrapped: OutboxStream, outbox: Outbox
-    ) -> None:
-        with trio.move_on_after(self.config.handshake_timeout) as scope:
-            request = await wrap_server_stream(
-                nursery, wrapped, message_queue_size=4, max_message_size=HARD_MESSAGE_LIMIT
-            )
-        if scope.cancelled_caught:
+    async def _connection(self, stream: trio.abc.Stream, outbox: Outbox) -> None:
+        with trio.move_on_after(self.config.handshake_timeout):
+            upgrade = await read_upgrade(stream)
+        if upgrade is None:
             return
-        target = request.path
-        if urlsplit(target).path != WS_PATH:
-            await request.reject(404, body=b"not found: the SWIM endpoint is " + WS_PATH.encode())
+        checked, pending = upgrade
+        if isinstance(checked, Refusal):
+            await self._refuse_http(stream, outbox, checked.status, checked.reason,
+                                    checked.headers)
             return
-        key = extract_key(request.headers, target)
-        ws = await request.accept()
+        if urlsplit(checked.target).path != WS_PATH:
+            await self._refuse_http(stream, outbox, 404,
+                                    "not found: the SWIM endpoint is " + WS_PATH)
+            return
+        outbox.push(accept_response(checked.key), CONTROL)
+        link = Link(stream, outbox, FrameReader(HARD_MESSAGE_LIMIT), self.config.close_timeout)
         client_id = "client_" + secrets.token_hex(8)
         if self.hub.shutting_down:
-            await ws.aclose(CLOSE_GOING_AWAY, "hub shutting down")
+            link.send_close(CLOSE_GOING_AWAY, "hub shutting down")
+            await self._wait_close(link, pending)
             return
+        key = extract_key(list(checked.headers), checked.target)
         try:
             record = await self.auth.authenticate(key)
         except AuthFailed as exc:
             self.hub.stats.auth_failures += 1
             log.info("refused %s: %s", client_id, exc)
-            await self._refuse(ws, outbox, AUTH_FAILED, str(exc), CLOSE_AUTH)
+            await self._refuse(link, pending, AUTH_FAILED, str(exc), CLOSE_AUTH)
             return
         client = Client(client_id=client_id, tier=record.tier, key_id=record.id, outbox=outbox)
         if not self.hub.admit(client):
             log.info("refused %s: key id %s at its %s cap", client_id, record.id, record.tier)
             cap = self.config.tier_caps.get(record.tier, 0)
             await self._refuse(
-                ws, outbox, CONNECTION_LIMIT,
+                link, pending, CONNECTION_LIMIT,
                 f"connection limit reached for this key ({cap} for tier {record.tier})",
                 CLOSE_LIMIT,
             )
@@ -153,55 +201,49 @@ class HubServer:
         log.info("connected %s (tier %s, key id %s)", client_id, record.tier, record.id)
         try:
             self.hub.send(client, self.hub.connected_message(client))
-            async with trio.open_nursery() as inner:
-                closing: list[trio.Event] = []
+            client.on_close = lambda: link.send_close(client.close_code,
+                                                      client.close_reason[:120])
+            if client.close_code is not None:
+                client.on_close()
+            bucket = self.dispatcher.bucket_for(client)
+            strikes = ViolationWindow(self.config.violation_limit,
+                                      self.config.violation_window)
 
-                def start_close() -> None:  # the hub asked (Client.request_close)
-                    closing.append(trio.Event())
-                    inner.start_soon(self._closer, client, ws, closing[0])
-
-                client.on_close = start_close
+            async def on_message(message: str | bytes) -> None:
                 if client.close_code is not None:
-                    start_close()
-                await self._read_loop(client, ws)
-                client.on_close = None  # the connection is ending either way
-                if closing:
-                    # We started the close: let its handshake finish before tearing down.
-                    with trio.move_on_after(self.config.close_timeout + 0.5):
-                        await closing[0].wait()
-                inner.cancel_scope.cancel()
+                    return
+                error = await self.dispatcher.handle(client, message, bucket)
+                if error is not None:
+                    self.hub.send(client, error_reply(error.code, error.message,
+                                                      error.request_id))
+                    if strikes.record():
+                        log.info("closing %s: repeated protocol violations", client_id)
+                        client.request_close(CLOSE_VIOLATIONS, "repeated protocol violations")
+
+            await link.serve(on_message, pending)
+            client.on_close = None
+            await link.finish()
         finally:
             self.hub.remove(client)
-            log.info("disconnected %s (%s)", client_id,
-                     client.close_code if client.close_code is not None else "peer closed")
+            log.info("disconnected %s (%s)", client_id, link.ended_by)
 
-    async def _refuse(
-        self, ws: WebSocketConnection, outbox: Outbox, code: str, message: str, close: int
-    ) -> None:
-        outbox.push(text_frame(error_reply(code, message)))
-        with trio.move_on_after(self.config.close_timeout):
-            await ws.aclose(close, message[:120])
+    async def _refuse_http(self, stream: trio.abc.Stream, outbox: Outbox, status: int,
+                           reason: str, headers: tuple[tuple[str, str], ...] = ()) -> None:
+        outbox.push(refusal_response(status, reason, headers), CONTROL)
+        link = Link(stream, outbox, FrameReader(0), self.config.close_timeout)
+        await link.finish()
 
-    async def _closer(self, client: Client, ws: WebSocketConnection, done: trio.Event) -> None:
-        try:
-            with trio.move_on_after(self.config.close_timeout):
-                await ws.aclose(client.close_code or 1000, client.close_reason[:120])
-        finally:
-            done.set()
+    async def _refuse(self, link: Link, pending: bytes, code: str, message: str,
+                      close: int) -> None:
+        link.outbox.push(text_frame(error_reply(code, message)), CONTROL)
+        link.send_close(close, message[:120])
+        await self._wait_close(link, pending)
 
-    async def _read_loop(self, client: Client, ws: WebSocketConnection) -> None:
-        bucket = self.dispatcher.bucket_for(client)
-        strikes = ViolationWindow(self.config.violation_limit, self.config.violation_window)
-        while True:
-            try:
-                message = await ws.get_message()
-            except ConnectionClosed:
-                return
-            if client.close_code is not None:
-                continue
-            error = await self.dispatcher.handle(client, message, bucket)
-            if error is not None:
-                self.hub.send(client, error_reply(error.code, error.message, error.request_id))
-                if strikes.record():
-                    log.info("closing %s: repeated protocol violations", client.client_id)
-                    client.request_close(CLOSE_VIOLATIONS, "repeated protocol violations")
+    async def _wait_close(self, link: Link, pending: bytes) -> None:
+        """After our close frame: wait (briefly) for the peer's, then finish."""
+
+        async def ignore(message: str | bytes) -> None:
+            return None
+
+        await link.serve(ignore, pending)
+        await link.finish()

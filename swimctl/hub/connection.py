@@ -1,0 +1,121 @@
+"""One WebSocket connection's shell: reading client frames (wire/websocket.py) from the
+socket, answering pings, and the closing handshake; every byte written goes through the
+connection's outbox.
+
+Per connection there is one task (the one reading) and, only once a backlog forms, the
+outbox's writer. A close the hub starts (`send_close`) puts the close frame in the outbox and
+gives the peer `close_timeout` seconds to answer before the socket is closed anyway.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+
+import trio
+
+from swimctl.hub.outbox import CONTROL, Outbox
+from swimctl.wire.frames import OP_PONG, close_frame, control_frame
+from swimctl.wire.websocket import (
+    BINARY,
+    CLOSE,
+    PING,
+    TEXT,
+    FrameReader,
+    Violation,
+)
+
+log = logging.getLogger("swimctl.server")
+
+RECEIVE_SIZE = 65536
+
+OnMessage = Callable[[str | bytes], Awaitable[None]]
+
+
+class Link:
+    """The WebSocket state of one connection after its 101, with the reason it ended."""
+
+    __slots__ = ("close_received", "close_sent", "ended_by", "outbox", "reader", "scope",
+                 "stream", "timeout")
+
+    def __init__(self, stream: trio.abc.Stream, outbox: Outbox, reader: FrameReader,
+                 close_timeout: float) -> None:
+        self.stream = stream
+        self.outbox = outbox
+        self.reader = reader
+        self.timeout = close_timeout
+        self.scope = trio.CancelScope()  # its deadline is the closing handshake's
+        self.close_sent = False
+        self.close_received: tuple[int | None, str] | None = None
+        self.ended_by = "connection lost"
+
+    def send_close(self, code: int | None, reason: str = "") -> None:
+        """Start the closing handshake: the close frame goes out (after what is queued) and
+        the peer has `timeout` seconds to answer. The first close wins."""
+        if self.close_sent:
+            return
+        self.ended_by = f"hub closed ({code}{': ' + reason if reason else ''})"
+        self._push_close(code, reason)
+        self.scope.deadline = min(self.scope.deadline, trio.current_time() + self.timeout)
+
+    def _push_close(self, code: int | None, reason: str = "") -> None:
+        self.close_sent = True
+        self.outbox.accept_events = False
+        self.outbox.push(close_frame(code, reason), CONTROL)
+
+    async def serve(self, on_message: OnMessage, pending: bytes = b"") -> None:
+        """Hand client data messages to `on_message` until the connection closes, either
+        side first. Pings are answered, pongs dropped; a protocol error is answered with its
+        close code. `pending` is what arrived with the upgrade request."""
+        with self.scope:
+            data = pending
+            while True:
+                if data:
+                    try:
+                        frames = self.reader.feed(data)
+                    except Violation as exc:
+                        if not self.close_sent:
+                            self.ended_by = f"protocol error ({exc.code}: {exc.reason})"
+                            self._push_close(exc.code, exc.reason[:120])
+                        return
+                    for kind, value in frames:
+                        if kind in (TEXT, BINARY):
+                            if not self.close_sent:
+                                await on_message(value)  # type: ignore[arg-type]
+                        elif kind == PING:
+                            if not self.close_sent:
+                                pong = control_frame(OP_PONG, value)  # type: ignore[arg-type]
+                                self.outbox.push(pong, CONTROL)
+                        elif kind == CLOSE:
+                            code, reason = value  # type: ignore[misc]
+                            self.close_received = (code, reason)
+                            if not self.close_sent:
+                                self.ended_by = f"peer closed ({code if code else 'no code'})"
+                                self._push_close(code)  # echo it (RFC 6455 5.5.1)
+                            return
+                data = await self.stream.receive_some(RECEIVE_SIZE)
+                if not data:
+                    self.ended_by = ("peer dropped the connection" if not self.close_sent
+                                     else self.ended_by + "; the peer dropped the connection")
+                    return
+        if self.scope.cancelled_caught and self.close_received is None:
+            self.ended_by += "; no close frame from the peer in time"
+
+    async def finish(self) -> None:
+        """Let queued bytes (a close frame) reach the socket, briefly, then half-close and
+        read until the peer closes: closing a socket with unread input sends a reset, which
+        can destroy the close frame before the peer reads it."""
+        with trio.move_on_after(self.timeout) as scope:
+            scope.shield = True
+            await self.outbox.drained()
+            if self.outbox.broken:
+                return
+            try:
+                if isinstance(self.stream, trio.SocketStream):
+                    await self.stream.send_eof()
+                with trio.move_on_after(min(self.timeout, 1.0)):
+                    while await self.stream.receive_some(RECEIVE_SIZE):
+                        pass
+            except (trio.BusyResourceError, trio.BrokenResourceError,
+                    trio.ClosedResourceError, OSError):
+                pass
