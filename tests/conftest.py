@@ -33,6 +33,19 @@ class Harness:
         return self.handle.url
 
     @property
+    def key(self) -> str:
+        """The developer-tier key: what a client test connects with unless it says so."""
+        return self.keys["developer"]
+
+    @property
+    def key_id(self) -> int:
+        return self.key_ids["developer"]
+
+    @property
+    def port(self) -> int:
+        return int(self.handle.url.rsplit(":", 1)[1].split("/", 1)[0])
+
+    @property
     def hub(self):  # type: ignore[no-untyped-def]
         return self.handle.hub
 
@@ -80,26 +93,47 @@ async def no_message(ws: WebSocketConnection, wait: float = 0.3) -> None:
 StartHub = Callable[..., Awaitable[Harness]]
 
 
+async def launch_hub(nursery: trio.Nursery, tmp_path: Any, options: dict[str, Any] | None = None,
+                     **overrides: Any) -> Harness:
+    """A real hub in-process on 127.0.0.1 (port 0 unless given), with one key per tier in
+    `tmp_path`/keys.db (keys made there earlier stay valid); keyword arguments override
+    HubConfig fields, `options` ServeOptions ones."""
+    db_url = overrides.pop("db_url", f"sqlite:///{tmp_path}/keys.db")
+    store = KeyStore(db_url, table=overrides.get("key_table", "swim_api_keys"))
+    keys: dict[str, str] = {}
+    ids: dict[str, int] = {}
+
+    def create_keys() -> None:  # in a thread: the database may sit behind our own loop
+        for tier in TIERS:
+            key, record = store.create(tier, f"test {tier}")
+            keys[tier], ids[tier] = key, record.id
+
+    await trio.to_thread.run_sync(create_keys)
+    config = HubConfig(**{"port": 0, "db_url": db_url, **overrides})
+    opts = ServeOptions(config=config, load_geography=False, **(options or {}))
+    handle = await nursery.start(run_service, opts)
+    return Harness(handle=handle, keys=keys, key_ids=ids, store=store, db_url=db_url)
+
+
+@asynccontextmanager
+async def running_hub(tmp_path: Any, **overrides: Any) -> AsyncIterator[Harness]:
+    """A real hub for the duration of the block, shut down (close 1001) at its end. Client
+    tests want a quick pulse: the heartbeat is 1 s unless given."""
+    overrides.setdefault("heartbeat_interval", 1.0)
+    async with trio.open_nursery() as nursery:
+        harness = await launch_hub(nursery, tmp_path, **overrides)
+        try:
+            yield harness
+        finally:
+            await harness.handle.shutdown()
+
+
 @pytest.fixture
 async def start_hub(nursery: trio.Nursery, tmp_path: Any) -> StartHub:
     """Start a hub in-process; keyword arguments override HubConfig fields."""
 
     async def start(options: dict[str, Any] | None = None, **overrides: Any) -> Harness:
-        db_url = overrides.pop("db_url", f"sqlite:///{tmp_path}/keys.db")
-        store = KeyStore(db_url, table=overrides.get("key_table", "swim_api_keys"))
-        keys: dict[str, str] = {}
-        ids: dict[str, int] = {}
-
-        def create_keys() -> None:  # in a thread: the database may sit behind our own loop
-            for tier in TIERS:
-                key, record = store.create(tier, f"test {tier}")
-                keys[tier], ids[tier] = key, record.id
-
-        await trio.to_thread.run_sync(create_keys)
-        config = HubConfig(port=0, db_url=db_url, **overrides)
-        opts = ServeOptions(config=config, load_geography=False, **(options or {}))
-        handle = await nursery.start(run_service, opts)
-        return Harness(handle=handle, keys=keys, key_ids=ids, store=store, db_url=db_url)
+        return await launch_hub(nursery, tmp_path, options, **overrides)
 
     return start
 

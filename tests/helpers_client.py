@@ -1,65 +1,12 @@
-"""Shared helpers for the client and tail tests: a real hub in-process, and a TCP proxy that
-can go silent (a black-holed network path) without closing anything."""
+"""Shared helpers for the client and tail tests: waiting on a condition, and a TCP proxy that
+can go silent (a black-holed network path) without closing anything. The hub itself comes
+from tests/conftest.py (launch_hub, running_hub)."""
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
-import attrs
 import trio
-
-from swimctl.hub.config import HubConfig
-from swimctl.hub.service import ServeOptions, ServiceHandle, run_service
-from swimctl.keys.store import KeyStore
-
-
-@attrs.define
-class RunningHub:
-    handle: ServiceHandle
-    key: str
-    key_id: int
-    db: str
-    port: int
-
-    @property
-    def url(self) -> str:
-        return self.handle.url
-
-    @property
-    def hub(self) -> Any:
-        return self.handle.hub
-
-
-def make_key(db: str, tier: str = "developer") -> tuple[str, int]:
-    key, record = KeyStore(db).create(tier, "test")
-    return key, record.id
-
-
-async def start_hub(nursery: trio.Nursery, tmp_path: Path, **config: Any) -> RunningHub:
-    """Start a real hub (port 0 unless given) in `nursery`, with a fresh developer key in
-    `tmp_path`/keys.db (keys made earlier in the same directory stay valid)."""
-    db = f"sqlite:///{tmp_path}/keys.db"
-    key, key_id = make_key(db)
-    settings: dict[str, Any] = {"port": 0, "db_url": db, "heartbeat_interval": 1.0}
-    settings.update(config)
-    handle = await nursery.start(run_service, ServeOptions(config=HubConfig(**settings),
-                                                            load_geography=False))
-    port = int(handle.url.rsplit(":", 1)[1].split("/", 1)[0])
-    return RunningHub(handle, key, key_id, db, port)
-
-
-@contextlib.asynccontextmanager
-async def running_hub(tmp_path: Path, **config: Any) -> AsyncIterator[RunningHub]:
-    """A real hub for the duration of the block, shut down (close 1001) at its end."""
-    async with trio.open_nursery() as nursery:
-        running = await start_hub(nursery, tmp_path, **config)
-        try:
-            yield running
-        finally:
-            await running.handle.shutdown()
 
 
 async def wait_until(predicate: Any, timeout: float = 5.0, step: float = 0.02) -> None:

@@ -11,13 +11,8 @@ import pytest
 import trio
 
 from swimctl import client as swim
-from tests.helpers_client import (
-    FreezableProxy,
-    running_hub,
-    start_hub,
-    subscribed_clients,
-    wait_until,
-)
+from tests.conftest import launch_hub, running_hub
+from tests.helpers_client import FreezableProxy, subscribed_clients, wait_until
 
 
 def departed(i: int, dep: str = "KJFK") -> dict[str, Any]:
@@ -142,7 +137,7 @@ async def test_gap_the_hub_cannot_fill_is_reported(tmp_path: Path) -> None:
 
 async def test_hub_restart_1001_reconnects_and_reports_new_epoch(tmp_path: Path) -> None:
     async with trio.open_nursery() as nursery:
-        first = await start_hub(nursery, tmp_path)
+        first = await launch_hub(nursery, tmp_path, heartbeat_interval=1.0)
         async with swim.connect(first.url, first.key, backoff_initial=0.2,
                                 backoff_max=0.5) as client:
             col = Collector(client)
@@ -156,7 +151,8 @@ async def test_hub_restart_1001_reconnects_and_reports_new_epoch(tmp_path: Path)
             await wait_until(lambda: any(s.close_code == 1001
                                          for s in col.of(swim.StateChange)))
             await trio.sleep(0.5)  # a few refused attempts while no hub listens
-            second = await start_hub(nursery, tmp_path, port=first.port)
+            second = await launch_hub(nursery, tmp_path, port=first.port,
+                                      heartbeat_interval=1.0)
             await wait_until(lambda: client.state is swim.State.CONNECTED
                              and subscribed_clients(second.hub))
             await second.hub.publish("flight.departed", departed(2))

@@ -228,7 +228,7 @@ async def test_http_faults_are_logged_and_retried(http_server, caplog) -> None:
     async with trio.open_nursery() as nursery:
         await nursery.start(
             lambda task_status: run_feed(
-                hub, url, 0.01, task_status=task_status, timeout=0.5, retry_base=0.01
+                hub, url, 0.01, task_status=task_status, fetch_timeout=0.5, retry_base=0.01
             )
         )
         await wait_for(lambda: len(script.served) >= len(faults) + 4)
@@ -262,7 +262,8 @@ async def test_http_unreachable_host(caplog) -> None:
     caplog.set_level(logging.WARNING, logger="swimctl.feed")
     async with trio.open_nursery() as nursery:
         nursery.start_soon(
-            lambda: run_feed(hub, f"http://127.0.0.1:{port}/", 0.01, timeout=0.5, retry_base=0.01)
+            lambda: run_feed(hub, f"http://127.0.0.1:{port}/", 0.01, fetch_timeout=0.5,
+                             retry_base=0.01)
         )
         await wait_for(lambda: len(caplog.records) >= 3)
         nursery.cancel_scope.cancel()

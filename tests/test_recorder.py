@@ -54,7 +54,7 @@ async def test_serve_record_writes_every_event(nursery: trio.Nursery, tmp_path: 
             await trio.sleep(0.5)  # let a batch go to the 09 file
             hours[0] = dt.datetime(2026, 11, 26, 10, 0, 1, tzinfo=dt.UTC)
         if i % 500 == 0:
-            await trio.sleep(0)
+            await trio.lowlevel.checkpoint()
     await trio.sleep(0.4)
     # The current file is readable while the hub still runs (sync-flushed).
     live = [e for _, e in read_events(record_dir / "20261126T10.jsonl.gz")]

@@ -19,7 +19,8 @@ import trio
 from rich.console import Console
 
 from swimctl.cli.tui import TailState, apply_event, notice, render
-from tests.helpers_client import running_hub, subscribed_clients, wait_until
+from tests.conftest import running_hub
+from tests.helpers_client import subscribed_clients, wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -14,6 +14,9 @@ from swimctl.hub.service import ServeOptions, ServiceHandle, run_service
 from swimctl.keys.records import DEFAULT_TIER_CAPS
 from swimctl.logs import setup_logging
 
+TIER_LIMIT_HELP = "Connections per key for a tier, TIER=N (repeatable). Defaults: " + ", ".join(
+    f"{tier}={cap}" for tier, cap in DEFAULT_TIER_CAPS.items())
+
 
 def parse_tier_caps(values: list[str]) -> dict[str, int]:
     caps = dict(DEFAULT_TIER_CAPS)
@@ -37,8 +40,7 @@ def serve(
                                       help="Events held for resume (seconds; 0 = no age bound)."),
     tier_limit: list[str] = typer.Option(
         [], "--tier-limit", envvar="SWIM_TIER_LIMIT",
-        help="Connections per key for a tier, TIER=N (repeatable). Defaults: "
-        + ", ".join(f"{t}={n}" for t, n in DEFAULT_TIER_CAPS.items()),
+        help=TIER_LIMIT_HELP,
     ),
     outbox_limit: int = typer.Option(
         4 * 1024 * 1024, envvar="SWIM_OUTBOX_LIMIT", min=65536,

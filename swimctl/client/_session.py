@@ -269,7 +269,8 @@ class SwimClient:
             return reply
 
     async def status(self) -> dict[str, Any]:
-        return (await self.request({"action": "status"})).get("data", {})
+        data = (await self.request({"action": "status"})).get("data")
+        return data if isinstance(data, dict) else {}
 
     async def publish(
         self, channel: str, data: dict[str, Any], *, event_id: str | None = None
@@ -334,10 +335,11 @@ class SwimClient:
                                      **info))
 
     def _backoff(self, close_code: int | None) -> float:
-        base = min(self.backoff_max, self.backoff_initial * (2 ** max(0, self.attempt - 1)))
+        base = min(self.backoff_max, self.backoff_initial * 2.0 ** max(0, self.attempt - 1))
         if close_code == CLOSE_LIMIT:
             base = max(base, self.limit_backoff)
-        return base * random.uniform(0.5, 1.0)  # jitter: reconnecting clients spread out
+        jitter: float = random.uniform(0.5, 1.0)  # reconnecting clients spread out
+        return base * jitter
 
     async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
         """The connection loop; `connect()` runs it in the background."""

@@ -101,7 +101,7 @@ async def open_websocket(
     shown = f"[{host}]" if ":" in host else host
     host_header = shown if port in (80, 443) else f"{shown}:{port}"
     headers = [(b"X-SWIM-API-Key", api_key.encode("latin-1"))]
-    stream: trio.abc.Stream
+    stream: trio.SocketStream | trio.SSLStream[trio.SocketStream]
     with trio.move_on_after(connect_timeout) as timeout:
         tcp = await trio.open_tcp_stream(host, port)
         stream = tcp

@@ -22,6 +22,7 @@ from swimctl.client import SwimError, open_websocket
 from swimctl.core.limits import TokenBucket
 
 REPLY_TIMEOUT = 15.0
+CONNECT_TIMEOUT = 10.0
 FATAL_CODES = ("AUTH_FAILED", "FORBIDDEN", "CONNECTION_LIMIT")
 
 
@@ -50,12 +51,12 @@ class HubSession:
         self._ids = itertools.count(1)
         self.keep_events = False
 
-    async def request(self, body: dict[str, Any], timeout: float = REPLY_TIMEOUT) -> dict:
+    async def request(self, body: dict[str, Any]) -> dict[str, Any]:
         rid = next(self._ids)
         await self.ws.send_message(orjson.dumps({**body, "id": rid}).decode())
-        with trio.fail_after(timeout):
+        with trio.fail_after(REPLY_TIMEOUT):
             while True:
-                msg = orjson.loads(await self.ws.get_message())
+                msg: dict[str, Any] = orjson.loads(await self.ws.get_message())
                 mtype = msg.get("type", "")
                 if "." in mtype:  # an event, not a reply
                     if self.keep_events:
@@ -65,28 +66,27 @@ class HubSession:
                     continue  # a late reply to an earlier, timed-out request
                 return msg
 
-    async def next_event(self, timeout: float = REPLY_TIMEOUT) -> dict[str, Any]:
+    async def next_event(self) -> dict[str, Any]:
         if self.events:
             return self.events.pop(0)
-        with trio.fail_after(timeout):
+        with trio.fail_after(REPLY_TIMEOUT):
             while True:
-                msg = orjson.loads(await self.ws.get_message())
-                if "." in msg.get("type", ""):
-                    return msg
+                event: dict[str, Any] = orjson.loads(await self.ws.get_message())
+                if "." in event.get("type", ""):
+                    return event
 
 
 @asynccontextmanager
-async def connect(url: str, key: str, ca_file: str | None = None,
-                  timeout: float = 10.0) -> AsyncIterator[HubSession]:
+async def connect(url: str, key: str, ca_file: str | None = None) -> AsyncIterator[HubSession]:
     """Open, authenticate and hand over a session; refusals become HubError."""
     try:
         context = client_ssl_context(url, ca_file)
     except (OSError, ssl.SSLError) as exc:
         raise HubError("", f"cannot load --ca-file: {exc}") from None
     try:
-        async with open_websocket(url, key, context, timeout) as ws:
+        async with open_websocket(url, key, context, CONNECT_TIMEOUT) as ws:
             try:
-                with trio.fail_after(timeout):
+                with trio.fail_after(CONNECT_TIMEOUT):
                     hello = orjson.loads(await ws.get_message())
             except ConnectionClosed as exc:
                 raise HubError("", f"the hub closed the connection ({exc.reason})") from None
@@ -152,5 +152,5 @@ class Pacer:
         bucket = self.bucket
         if bucket is None:
             return
-        while not bucket.take():
+        while not bucket.take():  # noqa: ASYNC110 - sleeps exactly until the next token
             await trio.sleep((1.0 - bucket.tokens) / bucket.rate)

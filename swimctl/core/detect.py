@@ -174,7 +174,8 @@ def _text(value: Any, upper: bool = False) -> str | None:
     value = value.strip()
     if not value:
         return None
-    return value.upper() if upper else value
+    text: str = value.upper() if upper else value
+    return text
 
 
 def _plan(fp: Any) -> tuple[str | None, str | None, str | None, str | None]:

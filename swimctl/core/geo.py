@@ -97,7 +97,8 @@ class Geo:
             self._airport_grid.setdefault(key, []).append(apt)
 
     @classmethod
-    def from_files(cls, airports_path: Path | None = None, boundaries_path: Path | None = None):
+    def from_files(cls, airports_path: Path | None = None,
+                   boundaries_path: Path | None = None) -> Geo:
         """Read the shipped data files (or the given ones)."""
         data = resources.files("swimctl") / "data"
         apt_bytes = (
@@ -145,8 +146,8 @@ class Geo:
         row = min(math.floor(lat / size) + 90, 179)
         col = min(max(math.floor(lon / size) + 180, 0), 359)
         entry = self._cells.get(row * 360 + col)
-        if entry is None or entry.__class__ is str:
-            return entry  # type: ignore[return-value]
+        if entry is None or isinstance(entry, str):
+            return entry
         features = self._features
         for idx in entry:
             if idx < 0:

@@ -124,8 +124,10 @@ converter.register_unstructure_hook(
     TmiProgram,
     make_dict_unstructure_fn(
         TmiProgram, converter,
-        **{name: override(omit_if_default=True)
-           for name in ("program_rate", "avg_delay_min", "max_delay_min", "scope")},
+        program_rate=override(omit_if_default=True),
+        avg_delay_min=override(omit_if_default=True),
+        max_delay_min=override(omit_if_default=True),
+        scope=override(omit_if_default=True),
     ),
 )
 

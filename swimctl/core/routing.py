@@ -85,7 +85,7 @@ class Subscriptions:
         route = self.route(event_type)
         fast: Any = route
         if route and all(_airport_only(f) for f in route):
-            fast = frozenset().union(*(f.airports for f in route))
+            fast = frozenset().union(*(f.airports or () for f in route))
         self._fast[event_type] = fast
         return fast
 

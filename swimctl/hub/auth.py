@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import attrs
 import trio
@@ -23,6 +24,8 @@ if TYPE_CHECKING:
     from swimctl.hub.engine import Hub
 
 log = logging.getLogger("swimctl.auth")
+
+T = TypeVar("T")
 
 MAX_KEY_LENGTH = 256
 DB_TIMEOUT = 5.0
@@ -48,7 +51,7 @@ class Authenticator:
         self._touched: dict[int, float] = {}
         self.available = True  # last known state of the key store, for /healthz
 
-    async def _call(self, fn, *args):  # type: ignore[no-untyped-def]
+    async def _call(self, fn: Callable[..., T], *args: Any) -> T:
         with trio.fail_after(DB_TIMEOUT):
             return await trio.to_thread.run_sync(
                 fn, *args, limiter=self.limiter, abandon_on_cancel=True

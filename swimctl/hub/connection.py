@@ -68,7 +68,7 @@ class Link:
         side first. Pings are answered, pongs dropped; a protocol error is answered with its
         close code. `pending` is what arrived with the upgrade request."""
         with self.scope:
-            data = pending
+            data: bytes | bytearray = pending
             while True:
                 if data:
                     try:
@@ -81,13 +81,13 @@ class Link:
                     for kind, value in frames:
                         if kind in (TEXT, BINARY):
                             if not self.close_sent:
-                                await on_message(value)  # type: ignore[arg-type]
+                                await on_message(value)
                         elif kind == PING:
                             if not self.close_sent:
-                                pong = control_frame(OP_PONG, value)  # type: ignore[arg-type]
+                                pong = control_frame(OP_PONG, value)
                                 self.outbox.push(pong, CONTROL)
                         elif kind == CLOSE:
-                            code, reason = value  # type: ignore[misc]
+                            code, reason = value
                             self.close_received = (code, reason)
                             if not self.close_sent:
                                 self.ended_by = f"peer closed ({code if code else 'no code'})"

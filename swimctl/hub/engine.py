@@ -81,6 +81,7 @@ class Hub:
         self.feed_time: dt.datetime | None = None
         self.on_event: list[Callable[[LogEvent], None]] = []  # recorders, metrics
         self.shutting_down = False
+        self._emptied = trio.Event()  # set whenever the last client goes
         self.demotions = Demotions()  # shared by this hub's outboxes and plans
         self._targets = TargetCache(self.demotions)  # fan-out plans per event type
         self.fan_out = FanOut(self.clients, self._targets, self.stats, self._slow_consumer)
@@ -117,6 +118,15 @@ class Hub:
             peers.discard(client)
             if not peers:
                 del self.by_key[client.key_id]
+        if not self.clients:
+            self._emptied.set()
+
+    async def clients_gone(self) -> None:
+        """Return once no client is connected (after `shutdown`, once all have closed)."""
+        while self.clients:
+            if self._emptied.is_set():
+                self._emptied = trio.Event()
+            await self._emptied.wait()
 
     def revoke_key(self, key_id: int, reason: str) -> int:
         """Close every connection of a key that was revoked or expired (4001)."""

@@ -143,12 +143,12 @@ class FanOut:
             self.stats.direct_bytes += written * size
         plan.fast_events += count
         for client, outbox, _ in plan.slow:
-            frames = by_encoding[outbox.encoding]
-            if frames is None:
-                frames = by_encoding[outbox.encoding] = [e.frame(outbox.encoding)
+            queued = by_encoding[outbox.encoding]
+            if queued is None:
+                queued = by_encoding[outbox.encoding] = [e.frame(outbox.encoding)
                                                          for e in events]
             client.messages_sent += count
-            if not all([outbox.push(one, EVENT) for one in frames]):
+            if not all([outbox.push(one, EVENT) for one in queued]):
                 self.on_slow(client)
         return (sum(len(fds) for fds in plan.fast_fds) + len(plan.slow)) * count
 

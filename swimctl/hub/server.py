@@ -72,9 +72,9 @@ def extract_key(headers: list[tuple[bytes, bytes]], target: str) -> str | None:
     return None
 
 
-def listen_url(listeners: list[trio.SocketListener | Any], tls: bool) -> str:
-    sock = listeners[0].socket if hasattr(listeners[0], "socket") else \
-        listeners[0].transport_listener.socket
+def listen_url(listeners: list[Any], tls: bool) -> str:
+    first = listeners[0]
+    sock = first.socket if hasattr(first, "socket") else first.transport_listener.socket
     host, port = sock.getsockname()[:2]
     host = f"[{host}]" if ":" in host else host
     return f"{'wss' if tls else 'ws'}://{host}:{port}{WS_PATH}"
@@ -92,7 +92,7 @@ async def read_upgrade(stream: trio.abc.Stream) -> tuple[Upgrade | Refusal, byte
             return Refusal(400, f"malformed HTTP request: {exc}"), b""
         if event is h11.NEED_DATA:
             data = await stream.receive_some(RECEIVE_SIZE)
-            http.receive_data(data)
+            http.receive_data(bytes(data))
             if not data and request is None:
                 return None
             continue

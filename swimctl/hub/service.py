@@ -58,8 +58,7 @@ async def graceful_shutdown(hub: Hub, scope: trio.CancelScope, grace: float) -> 
     """Every client gets close 1001, then everything stops."""
     hub.shutdown()
     with trio.move_on_after(grace):
-        while hub.clients:
-            await trio.sleep(0.02)
+        await hub.clients_gone()
     scope.cancel()
 
 

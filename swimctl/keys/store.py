@@ -60,7 +60,7 @@ def default_db_url() -> str:
 
 def describe_error(exc: BaseException) -> str:
     """One redacted line about a driver error: enough for an operator, never a secret."""
-    args = getattr(exc, "args", ())
+    args: tuple[object, ...] = tuple(getattr(exc, "args", ()))
     # pyodbc errors are (sqlstate, message); the message is the useful part.
     raw = str(args[1]) if len(args) > 1 and isinstance(args[1], str) else str(exc)
     first = next((line.strip() for line in raw.splitlines() if line.strip()), "")

@@ -14,6 +14,7 @@ import binascii
 import hashlib
 import struct
 from collections.abc import Iterable
+from typing import Any
 
 import attrs
 
@@ -187,10 +188,10 @@ class FrameReader:
         self._parts: list[bytes] = []
         self._size = 0
 
-    def feed(self, data: bytes | bytearray) -> list[tuple[int, object]]:
+    def feed(self, data: bytes | bytearray) -> list[tuple[int, Any]]:
         buffer = self._buffer
         buffer += data
-        out: list[tuple[int, object]] = []
+        out: list[tuple[int, Any]] = []
         pos = 0
         end = len(buffer)
         while end - pos >= 2:
@@ -248,7 +249,7 @@ class FrameReader:
         if self._size + length > self._limit:
             raise Violation(CLOSE_TOO_BIG, f"message over {self._limit} bytes")
 
-    def _frame(self, fin: int, opcode: int, payload: bytes) -> tuple[int, object] | None:
+    def _frame(self, fin: int, opcode: int, payload: bytes) -> tuple[int, Any] | None:
         if opcode == OP_PING:
             return PING, payload
         if opcode == OP_PONG:

@@ -173,6 +173,6 @@ class EventsFileFollower:
                     self.stats.duplicates += duplicate
                     self.stats.published += not duplicate
             if index % 200 == 199:
-                await trio.sleep(0)
+                await trio.lowlevel.checkpoint()
         if self.persist and lines:
             await trio.to_thread.run_sync(save_state, self.path, self.state)

@@ -74,7 +74,7 @@ async def run_feed(
     loop: bool = False,
     *,
     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
-    timeout: float = 20.0,
+    fetch_timeout: float = 20.0,
     retry_base: float = 1.0,
     as_live: bool = False,
 ) -> None:
@@ -86,7 +86,7 @@ async def run_feed(
     timestamp order `interval` s apart (0 = as fast as processed); with `loop` the directory
     starts over at the end: every flight is deleted, the detector reset and event times moved
     on by one pass so they keep increasing. `task_status.started()` fires once the geography
-    is loaded and the source is usable. `timeout` bounds one fetch; `retry_base` is the first
+    is loaded and the source is usable. `fetch_timeout` bounds one fetch; `retry_base` is the first
     backoff delay after a failure.
     """
     geo = await trio.to_thread.run_sync(load_geo)
@@ -94,12 +94,12 @@ async def run_feed(
     runner = _Runner(hub, detector, interval, retry_base, as_live)
     if spec == "vatsim" or spec.startswith(("http://", "https://")):
         url = VATSIM_URL if spec == "vatsim" else spec
-        await runner.run_http(url, timeout, task_status)
+        await runner.run_http(url, fetch_timeout, task_status)
         return
-    path = Path(spec).expanduser()
-    if path.is_dir():
+    path = await trio.to_thread.run_sync(lambda: Path(spec).expanduser())
+    if await trio.Path(path).is_dir():
         await runner.run_directory(path, loop, task_status)
-    elif path.is_file():
+    elif await trio.Path(path).is_file():
         await runner.run_file(path, loop, task_status)
     else:
         raise FileNotFoundError(f"feed source not found: {spec!r} (not a URL, file or directory)")
@@ -244,7 +244,7 @@ class _Runner:
             except Exception:
                 log.exception("hub refused a %s event", etype)
             if n % PUBLISH_BATCH == 0:
-                await trio.sleep(0)
+                await trio.lowlevel.checkpoint()
         hub.feed_updated(update_time)
         self.cycles += 1
         age = (dt.datetime.now(dt.UTC) - update_time).total_seconds()
@@ -260,14 +260,15 @@ class _Runner:
 
     # -- HTTP -------------------------------------------------------------------------------
 
-    async def run_http(self, url: str, timeout: float, task_status: trio.TaskStatus[None]) -> None:
+    async def run_http(self, url: str, fetch_timeout: float,
+                       task_status: trio.TaskStatus[None]) -> None:
         source = safe_url(url)
         headers = {"User-Agent": f"swimctl/{__version__}", "Accept-Encoding": "gzip"}
         limits = httpx.Limits(max_connections=2, max_keepalive_connections=1)
         last_stamp: bytes | None = None
         validators: dict[str, str] = {}
         async with httpx.AsyncClient(
-            timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),
+            timeout=httpx.Timeout(fetch_timeout, connect=min(fetch_timeout, 10.0)),
             headers=headers,
             limits=limits,
             follow_redirects=True,
@@ -277,7 +278,7 @@ class _Runner:
             while True:
                 started = time.monotonic()
                 try:
-                    with trio.fail_after(timeout):
+                    with trio.fail_after(fetch_timeout):
                         raw = await self._fetch(client, url, validators)
                     if raw is None or (last_stamp is not None and _peek_stamp(raw) == last_stamp):
                         log.debug("feed %s: unchanged", source)
