@@ -23,4 +23,5 @@ fi
 
 python3 -m pip install -q --disable-pip-version-check -e '.[test]'
 python3 -m ruff check .
-exec python3 -m pytest -q "$@"
+python3 -m mypy
+exec python3 -m pytest -q --cov --cov-report=term:skip-covered "$@"
