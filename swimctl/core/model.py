@@ -9,6 +9,7 @@ payload is serialised with orjson exactly once.
 from __future__ import annotations
 
 import datetime as dt
+import re
 from typing import Any, TypeVar
 
 import attrs
@@ -222,10 +223,19 @@ def envelope_from_line(line: bytes | str) -> Envelope:
     return envelope_from_obj(obj)
 
 
+# A concrete type is dot-separated names of letters, digits, `_` and `-`: no empty segment
+# (`ctp.a..b`), no wildcard, no space or control character (a NUL would pass straight into
+# logs, file names and other clients' parsers).
+_EVENT_TYPE = re.compile(r"[a-z]+(?:\.[A-Za-z0-9_-]+)+")
+
+
 def is_event_type(name: str) -> bool:
-    """A concrete event type: `family.something` with a known family and no wildcard."""
-    family, dot, rest = name.partition(".")
-    return bool(dot) and family in FAMILIES and bool(rest) and "*" not in name and len(name) <= 128
+    """A concrete event type: `family.name[.name...]` with a known family and no wildcard."""
+    return (
+        len(name) <= 128
+        and _EVENT_TYPE.fullmatch(name) is not None
+        and name.partition(".")[0] in FAMILIES
+    )
 
 
 def dumps(obj: Any) -> bytes:
