@@ -39,7 +39,8 @@ from swimctl.core.protocol import (
     pong_reply,
     request_id_of,
 )
-from swimctl.hub.auth import Authenticator, AuthFailed
+from swimctl.hub.accept import AcceptGuard
+from swimctl.hub.auth import Authenticator, AuthFailed, peer_host
 from swimctl.hub.client import Client
 from swimctl.hub.config import WS_PATH, HubConfig
 from swimctl.hub.engine import Hub
@@ -95,10 +96,11 @@ class HubServer:
         self.config = config
         self.ssl_context = ssl_context
         self.url = ""
+        self.accepts = AcceptGuard("client")  # waits out EMFILE in accept (hub/accept.py)
 
     async def serve(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
-        listeners: list[Any] = await trio.open_tcp_listeners(self.config.port,
-                                                             host=self.config.host)
+        listeners: list[Any] = self.accepts.wrap(
+            await trio.open_tcp_listeners(self.config.port, host=self.config.host))
         if self.ssl_context is not None:
             listeners = [trio.SSLListener(lst, self.ssl_context) for lst in listeners]
         self.url = listen_url(listeners, self.ssl_context is not None)
@@ -115,7 +117,7 @@ class HubServer:
             async with trio.open_nursery() as nursery:
                 outbox.attach(nursery)
                 try:
-                    await self._connection(nursery, wrapped, outbox)
+                    await self._connection(nursery, wrapped, outbox, peer_host(stream))
                 finally:
                     nursery.cancel_scope.cancel()
         except (trio.BrokenResourceError, trio.ClosedResourceError, ConnectionClosed):
@@ -128,7 +130,7 @@ class HubServer:
             await trio.aclose_forcefully(stream)
 
     async def _connection(
-        self, nursery: trio.Nursery, wrapped: OutboxStream, outbox: Outbox
+        self, nursery: trio.Nursery, wrapped: OutboxStream, outbox: Outbox, peer: str | None
     ) -> None:
         with trio.move_on_after(self.config.handshake_timeout) as scope:
             request = await wrap_server_stream(
@@ -147,10 +149,10 @@ class HubServer:
             await ws.aclose(CLOSE_GOING_AWAY, "hub shutting down")
             return
         try:
-            record = await self.auth.authenticate(key)
+            record = await self.auth.authenticate(key, peer)
         except AuthFailed as exc:
             self.hub.stats.auth_failures += 1
-            log.info("refused %s: %s", client_id, exc)
+            log.debug("refused %s: %s", client_id, exc)  # auth.py logs a summary per interval
             await self._refuse(ws, outbox, AUTH_FAILED, str(exc), CLOSE_AUTH)
             return
         client = Client(client_id=client_id, tier=record.tier, key_id=record.id, outbox=outbox)
