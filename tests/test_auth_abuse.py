@@ -80,9 +80,13 @@ async def test_failed_authentications_are_throttled_per_address_and_summarised(
     assert auth.lookups - lookups == 5
     assert messages[:5] == ["invalid API key"] * 5
     assert all(m.startswith("too many failed authentications") for m in messages[5:])
-    # A valid key already known is still let in from the throttled address.
+    # A key that has authenticated before is still looked up and let in from the throttled
+    # address, even once its cache entry has lapsed; a key new to the hub waits.
+    auth._cache.clear()  # as if the positive cache had expired
     async with h.connect("partner") as ws:
         assert (await request(ws, {"action": "ping"}))["type"] == "pong"
+    first_use = await refused(h, h.keys["system"])
+    assert first_use["message"].startswith("too many failed authentications")
     # One summary line instead of a line per refusal.
     per_refusal = [r for r in caplog.records
                    if r.levelno >= logging.INFO and "refused" in r.getMessage()]
@@ -90,9 +94,9 @@ async def test_failed_authentications_are_throttled_per_address_and_summarised(
     auth.log_refusals(force=True)
     summary = [r.getMessage() for r in caplog.records if "refused" in r.getMessage()]
     assert len(summary) == 1
-    assert summary[0].startswith("refused 12 connection(s) in the last")
-    assert "5 unknown key" in summary[0] and "7 throttled" in summary[0]
-    assert "127.0.0.1 ×12" in summary[0]
+    assert summary[0].startswith("refused 13 connection(s) in the last")
+    assert "5 unknown key" in summary[0] and "8 throttled" in summary[0]
+    assert "127.0.0.1 ×13" in summary[0]
 
 
 def test_throttle_refills_and_stays_bounded() -> None:

@@ -67,6 +67,7 @@ class AcceptGuard:
         self.failures = 0  # accept calls refused for lack of capacity, ever
         self._window_failures = 0
         self._window_start = 0.0
+        self._episode_start = 0  # `failures` when the current trouble began
 
     def wrap(self, listeners: list[trio.SocketListener]) -> list[GuardedListener]:
         return [GuardedListener(listener, self) for listener in listeners]
@@ -76,10 +77,13 @@ class AcceptGuard:
         now = time.monotonic()
         if self.condition.ok:
             self._window_start, self._window_failures = now, 0
+            self._episode_start = self.failures - 1
             soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+            held = open_fd_count()  # None when even listing them needs a descriptor
             self.condition.fail(
                 f"cannot accept connections: {errno.errorcode.get(exc.errno or 0, '?')} "
-                f"({exc.strerror}); {open_fd_count()} descriptors open, limit {soft}",
+                f"({exc.strerror}); {'' if held is None else f'{held} '}descriptors open of "
+                f"a limit of {soft}",
                 "new connections wait in the backlog; retrying with a pause of up to "
                 f"{MAX_PAUSE:g} s")
             return
@@ -92,7 +96,8 @@ class AcceptGuard:
 
     def accepted(self) -> None:
         if not self.condition.ok:
-            self.condition.clear()
+            self.condition.clear(f"{self.failures - self._episode_start} accept attempt(s) "
+                                 "failed meanwhile")
 
 
 class GuardedListener(trio.abc.Listener[trio.SocketStream]):

@@ -7,9 +7,10 @@ opening connections as quickly as its open connections are cut), unknown keys
 `key_negative_ttl`; every live connection's key is re-read every `key_revalidate_interval`.
 
 Against a flood: a key without the key format is refused before any lookup; an address whose
-failed authentications run past its budget is refused before any lookup too (a key already in
-the positive cache still gets in, so valid clients behind the same address are not locked out);
-and refusals reach the log as one summary line per interval, not a line each.
+failed authentications run past its budget is refused before any lookup too, unless the key is
+one that has authenticated before (so valid clients behind the same address are not locked
+out; a key new to the hub waits for the budget to refill); and refusals reach the log as one
+summary line per interval, not a line each.
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ DB_TIMEOUT = 5.0
 
 
 SUMMARY_INTERVAL = 10.0  # seconds between refusal summaries in the log
+KNOWN_GOOD_LIMIT = 100_000  # key digests remembered as once valid (about 10 MB at most)
 
 
 class AuthFailed(Exception):
@@ -87,6 +89,10 @@ class Authenticator:
         self.throttle = FailureThrottle(rate=config.auth_fail_rate, burst=config.auth_fail_burst)
         self.refusals = RefusalSummary()
         self.lookups = 0  # key-store lookups made for handshakes (for /metrics)
+        # Digests of keys that authenticated since the hub started (bounded, oldest dropped):
+        # a throttled address may still have these looked up, so valid clients sharing an
+        # address with an attacker (NAT, a proxy, the same host) are not locked out.
+        self._known_good: dict[str, None] = {}
         self._summary_at = time.monotonic()
 
     @property
@@ -133,7 +139,8 @@ class Authenticator:
         if cached is not None and cached.until > now:
             record = cached.record
         else:
-            if source is not None and not self.throttle.allows(source):
+            if source is not None and digest not in self._known_good \
+                    and not self.throttle.allows(source):
                 wait = math.ceil(self.throttle.retry_after(source))
                 raise AuthFailed(f"too many failed authentications from this address; retry in "
                                  f"{wait} s", "throttled", counts=False)
@@ -158,6 +165,10 @@ class Authenticator:
             if record.tier in ("public", "developer", "partner", "system"):
                 raise AuthFailed("API key expired", "expired key")
             raise AuthFailed("API key has an unknown tier", "unknown tier")
+        self._known_good.pop(digest, None)
+        self._known_good[digest] = None
+        if len(self._known_good) > KNOWN_GOOD_LIMIT:
+            del self._known_good[next(iter(self._known_good))]
         await self._touch(record.id)
         return record
 
