@@ -9,7 +9,6 @@ far as it decodes, then say so in the report.
 
 from __future__ import annotations
 
-import contextlib
 import gzip
 import os
 import zlib
@@ -108,6 +107,7 @@ class MemberWriter:
         self.path = Path(path)
         self.compresslevel = compresslevel
         self.lines = 0
+        self.torn = False  # a failed write could not be cut back off: reopen (and repair)
         self.repair: RepairReport | None = None
         if self.path.exists():
             self.repair = repair_gzip_tail(self.path)
@@ -126,8 +126,10 @@ class MemberWriter:
                 view = view[os.write(self._fd, view) :]
         except OSError:
             # Cut the part-written member off; if even that fails, the next open repairs it.
-            with contextlib.suppress(OSError):
+            try:
                 os.ftruncate(self._fd, start)
+            except OSError:
+                self.torn = True
             raise
         self.lines += len(lines)
         return len(lines)

@@ -218,7 +218,9 @@ class Authenticator:
         try:
             await self._call(self.store.touch, key_id, utc_naive())
         except (KeyStoreUnavailable, trio.TooSlowError) as exc:
-            self._store_down(exc)
+            # Bookkeeping only: a write can fail (a full disk) while key checks, which only
+            # read, still work. A store that is really down shows at the next lookup.
+            log.debug("could not record last use of key id %s: %s", key_id, exc)
 
     async def run(self, hub: Hub) -> None:
         """Revalidation and the refusal summary, each on its own cadence, until cancelled."""

@@ -80,6 +80,12 @@ class HourlyFiles:
         if writer is not None:
             writer.close()
 
+    def after_error(self) -> None:
+        """Keep the open file across a failed write (it was cut back to its last whole member,
+        and reopening would re-scan it), unless that cut failed too."""
+        if self.writer is not None and self.writer.torn:
+            self.close()
+
 
 class Recorder:
     """The hook side (sync, never blocks) and the writer side (async, batches to a thread)."""
@@ -150,7 +156,7 @@ class Recorder:
                                 f"holding up to {self.limit} events / {self.limit_bytes >> 20} "
                                 f"MiB in memory and retrying every {self.retry_interval:g} s")
             with contextlib.suppress(OSError):
-                await trio.to_thread.run_sync(self.files.close)
+                await trio.to_thread.run_sync(self.files.after_error)
             self._put_back(batch)
             return False
         if not self.condition.ok:
