@@ -33,10 +33,11 @@ BUFFER_LIMIT = 200_000  # events held in memory while the writer thread catches 
 BUFFER_BYTES = 64 * 1024 * 1024  # ... and their bytes: a long disk outage must not eat RAM
 # When a batch becomes a gzip member: after FLUSH_INTERVAL once MEMBER_BYTES are waiting,
 # else after MAX_DELAY. Small members compress poorly (10 events of 300 B: 1.4x the size of
-# one stream; 100: 1.07x), so a trickle is gathered longer; a kill -9 costs at most the events
-# of the last MAX_DELAY, and never more than MEMBER_BYTES plus FLUSH_INTERVAL's worth.
+# one stream; 25: 1.2x; 100: 1.07x), so a trickle is gathered a little longer, where the bytes
+# are few anyway. A kill -9 costs at most the events of the last MAX_DELAY, and at high rates
+# only FLUSH_INTERVAL's worth.
 FLUSH_INTERVAL = 0.1
-MAX_DELAY = 1.0
+MAX_DELAY = 0.25
 MEMBER_BYTES = 32 * 1024
 RETRY_INTERVAL = 5.0  # seconds between attempts while the disk refuses writes
 
