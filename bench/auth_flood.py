@@ -25,6 +25,7 @@ import multiprocessing as mp
 import os
 import re
 import secrets
+import shutil
 import statistics
 import subprocess
 import sys
@@ -175,6 +176,7 @@ def main() -> None:
     finally:
         hub.terminate()
         hub.wait(10)
+        shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":
