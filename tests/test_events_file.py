@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 
+import httpx
 import orjson
+import pytest
 import trio
 
 from swimctl.hub.engine import Hub
@@ -20,6 +23,14 @@ def line(i: int, etype: str = "ctp.slot") -> bytes:
 
 def published(hub: Hub) -> list[int]:
     return [e.data["i"] for e in hub.log.since(hub.log.epoch, 0) or []]
+
+
+async def http_text(url: str) -> tuple[int, str]:
+    def get() -> httpx.Response:
+        return httpx.get(url, timeout=5)
+
+    response = await trio.to_thread.run_sync(get)
+    return response.status_code, response.text
 
 
 async def wait_for(pred, timeout: float = 5.0) -> None:  # type: ignore[no-untyped-def]
@@ -108,3 +119,54 @@ async def test_events_file_reaches_subscribers_through_serve(start_hub: StartHub
         event = await recv(ws)
         assert event["data"]["dep"] == "KJFK" and event["event_id"] == "f-KJFK"
         assert event["timestamp"] == "2026-11-26T18:30:02.512Z"
+
+
+async def test_an_unwritable_offset_is_reported_and_the_hub_keeps_serving(
+    start_hub: StartHub, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Issue 19, item 3: `PATH.offset` is a directory (or on a read-only disk). Before the fix
+    the hub died with "Is a directory"; now it keeps publishing, says so once in the log and
+    in /healthz and /metrics, and saves the position as soon as it can."""
+    caplog.set_level(logging.INFO, logger="swimctl")
+    path = tmp_path / "feed.jsonl"
+    path.write_bytes(b"")
+    offset_path(path).mkdir()
+    h = await start_hub(options={"events_file": str(path), "metrics_port": 0})
+    base = h.handle.extras["metrics_url"]
+    follower = h.handle.extras["events_file"]
+    async with h.connect() as ws:
+        await request(ws, {"action": "subscribe", "channels": ["ctp.*"]})
+        for i in range(3):
+            with path.open("ab") as fh:
+                fh.write(line(i))
+            assert (await recv(ws))["data"] == {"i": i}
+            await trio.sleep(follower.poll_interval * 2)  # a few polls, each retrying the save
+        status, body = await http_text(f"{base}/healthz")
+        assert status == 200 and body.startswith("degraded\n")
+        assert "events file offset: cannot save" in body and "Is a directory" in body
+        metrics = (await http_text(f"{base}/metrics"))[1]
+        assert 'swim_component_up{component="events file offset"} 0.0' in metrics
+        errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+        assert len(errors) == 1, [r.getMessage() for r in errors]
+        async with h.connect("public") as other:
+            await request(other, {"action": "ping"})
+        # The operator fixes it: the next poll saves the position of the last published line.
+        offset_path(path).rmdir()
+        with trio.fail_after(5):
+            while not follower.condition.ok:
+                await trio.sleep(0.05)
+        saved = orjson.loads(offset_path(path).read_bytes())
+        assert saved["offset"] == path.stat().st_size
+        assert (await http_text(f"{base}/healthz")) == (200, "ok\n")
+
+
+async def test_an_unreadable_offset_starts_over_rather_than_skipping(tmp_path: Path,
+                                                                    nursery: trio.Nursery
+                                                                    ) -> None:
+    path = tmp_path / "events.jsonl"
+    path.write_bytes(line(0) + line(1))
+    offset_path(path).mkdir()  # exists, cannot be read
+    hub = Hub()
+    follower = EventsFileFollower(hub, path, poll_interval=0.02)
+    await nursery.start(follower.run)
+    await wait_for(lambda: published(hub) == [0, 1])

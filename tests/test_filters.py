@@ -102,3 +102,12 @@ def test_empty_lists_mean_no_filter_and_equal_filters_share_a_key() -> None:
 def test_invalid_filters_are_refused(raw: object) -> None:
     with pytest.raises(FilterError):
         compile_filter(raw)
+
+
+def test_artccs_and_firs_share_one_bound_of_1000() -> None:
+    """`firs` is an alias of `artccs`: 1,000 of each must not merge to 2,000 values."""
+    artccs = [f"A{i:03d}" for i in range(1000)]
+    firs = [f"F{i:03d}" for i in range(1000)]
+    with pytest.raises(FilterError, match="together"):
+        compile_filter({"artccs": artccs, "firs": firs})
+    assert len(compile_filter({"artccs": artccs, "firs": artccs[:10]}).artccs or ()) == 1000

@@ -100,3 +100,41 @@ def test_any_json_is_a_request_or_a_protocol_error(value: object) -> None:
 
 def test_deep_nesting_is_invalid_json_not_a_crash() -> None:
     assert code_of("[" * 5000 + "]" * 5000) == p.INVALID_JSON
+
+
+@pytest.mark.parametrize(
+    "channel",
+    ["ctp.a..b", "ctp.", "ctp.slot.", "ctp..slot", "ctp.sl\x00ot", "ctp.slot\x00", "ctp.a b",
+     "ctp.slot\n", "ctp.é", "CTP.slot"],
+)
+def test_malformed_channel_names_are_refused_everywhere(channel: str) -> None:
+    """Empty segments, NUL and other control characters are not channel names."""
+    assert code_of(orjson.dumps({"action": "subscribe", "channels": [channel]}).decode()) \
+        == p.INVALID_CHANNEL
+    assert code_of(orjson.dumps({"action": "publish", "channel": channel, "data": {}}).decode()) \
+        == p.INVALID_PUBLISH
+
+
+def test_well_formed_relayed_names_still_pass() -> None:
+    for name in ("ctp.slot.assigned", "splits.changed", "cdm.TOBT_update", "aman.seq-1"):
+        assert DEFAULT_CHANNELS.valid_pattern(name)
+        assert isinstance(parse({"action": "publish", "channel": name, "data": {}}), p.Publish)
+
+
+@pytest.mark.parametrize("literal", ["123456789012345678901234567890", "9007199254740992",
+                                     "-9007199254740992", "18446744073709551615", "1e300"])
+def test_an_id_that_cannot_be_echoed_exactly_is_refused(literal: str) -> None:
+    raw = '{"action": "ping", "id": ' + literal + "}"
+    with pytest.raises(p.ProtocolError) as info:
+        p.parse_request(raw)
+    assert info.value.code == p.INVALID_JSON and info.value.request_id is p.MISSING
+    assert p.request_id_of(raw) is p.MISSING  # the rate-limited path does not echo it either
+
+
+@pytest.mark.parametrize("value", [9007199254740991, -9007199254740991, 0, 1.5, "x" * 40,
+                                   "123456789012345678901234567890", True, None])
+def test_ids_in_the_safe_range_come_back_unchanged(value: object) -> None:
+    raw = orjson.dumps({"action": "ping", "id": value}).decode()
+    req = p.parse_request(raw)
+    assert req.request_id == value
+    assert orjson.loads(p.pong_reply(req.request_id))["id"] == value

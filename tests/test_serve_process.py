@@ -115,3 +115,61 @@ def test_port_in_use_is_one_clear_line(tmp_path: Path) -> None:
                              timeout=20)
     assert out.returncode == 1 and "Traceback" not in out.stderr
     assert f"cannot serve on 127.0.0.1:{port}" in out.stderr
+
+
+def test_running_out_of_descriptors_pauses_accept_without_tracebacks(tmp_path: Path) -> None:
+    """Issue 19, item 12: the soft open-files limit is raised to the hard one at start; past
+    it, accept waits instead of logging a traceback per attempt (490 of them in 6 s before),
+    and the hub serves again as soon as descriptors are free."""
+    import resource
+
+    db = f"sqlite:///{tmp_path}/keys.db"
+    key = make_key(db)
+    log_path = tmp_path / "hub.log"
+
+    def low_limit() -> None:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (48, 96))
+
+    with log_path.open("w") as log_file:
+        proc = subprocess.Popen([*SWIMCTL, "serve", "--port", "0"], env={**os.environ,
+                                "SWIM_DB": db}, stderr=log_file, stdout=subprocess.DEVNULL,
+                                preexec_fn=low_limit)
+    hogs: list[socket.socket] = []
+    try:
+        deadline = time.monotonic() + 15
+        while not (match := URL_LINE.search(log_path.read_text())):
+            assert proc.poll() is None and time.monotonic() < deadline, log_path.read_text()
+            time.sleep(0.05)
+        url = match.group(1)
+        limits = Path(f"/proc/{proc.pid}/limits").read_text()
+        assert re.search(r"Max open files\s+96\s+96", limits), limits
+        port = int(url.split(":")[2].split("/")[0])
+        for _ in range(120):  # idle TCP connections: each accepted one holds a descriptor
+            hogs.append(socket.create_connection(("127.0.0.1", port), timeout=5))
+        deadline = time.monotonic() + 10
+        while "cannot accept connections" not in log_path.read_text():
+            assert time.monotonic() < deadline, log_path.read_text()
+            time.sleep(0.1)
+        time.sleep(1.5)  # some dozens of failed accepts
+        for hog in hogs:
+            hog.close()
+        hogs.clear()
+
+        async def valid_client() -> str:
+            with trio.fail_after(10):
+                async with open_websocket_url(
+                    url, extra_headers=[(b"X-SWIM-API-Key", key.encode())]
+                ) as ws:
+                    return orjson.loads(await ws.get_message())["type"]
+
+        assert trio.run(valid_client) == "connected"
+        assert proc.poll() is None
+    finally:
+        for hog in hogs:
+            hog.close()
+        proc.kill()
+        proc.wait(5)
+    text = log_path.read_text()
+    assert "Traceback" not in text, text[-3000:]
+    assert text.count("cannot accept connections") == 1
+    assert "working again" in text

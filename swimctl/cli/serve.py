@@ -59,6 +59,18 @@ def serve(
                                    help="Start a file/directory feed over at its end."),
     record: str = typer.Option(None, "--record", envvar="SWIM_RECORD",
                                help="Write the whole stream to hourly files in this directory."),
+    auth_fail_burst: int = typer.Option(
+        20, envvar="SWIM_AUTH_FAIL_BURST", min=0,
+        help="Failed authentications one address (IPv6: one /64) may make before its "
+        "handshakes are refused without a lookup; 0 turns the throttle off (behind a proxy "
+        "every client shares its address)."),
+    auth_fail_rate: float = typer.Option(
+        1.0, envvar="SWIM_AUTH_FAIL_RATE", min=0,
+        help="Failed authentications per second an address earns back."),
+    legacy_keys: bool = typer.Option(
+        False, "--legacy-keys", envvar="SWIM_LEGACY_KEYS",
+        help="Also accept keys without the swim_xxx_<64 hex> format (plain-text keys of an "
+        "older deployment, hashed by `keys migrate`)."),
     tls_cert: str = typer.Option(None, envvar="SWIM_TLS_CERT", help="PEM certificate (wss://)."),
     tls_key: str = typer.Option(None, envvar="SWIM_TLS_KEY", help="PEM private key."),
     metrics_port: int = typer.Option(None, envvar="SWIM_METRICS_PORT", min=0,
@@ -102,7 +114,8 @@ def serve(
         host=host, port=port, db_url=resolve_db(db), heartbeat_interval=heartbeat,
         history_size=history_size, history_age=history_age, tier_caps=caps,
         outbox_limit=outbox_limit, coalesce_window=coalesce_ms / 1000.0,
-        tls_cert=tls_cert, tls_key=tls_key,
+        tls_cert=tls_cert, tls_key=tls_key, auth_fail_burst=auth_fail_burst,
+        auth_fail_rate=auth_fail_rate, legacy_keys=legacy_keys,
     )
     options = ServeOptions(
         config=config, events_file=events_file, feed=feed, feed_interval=feed_interval,

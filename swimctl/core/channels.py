@@ -9,6 +9,8 @@ instead). The table is a value: a hub is given one, so an operator can add famil
 
 from __future__ import annotations
 
+import re
+
 import attrs
 
 POSITIONS = "flight.positions"
@@ -22,6 +24,10 @@ FLIGHT_TYPES: frozenset[str] = frozenset({
 TMI_TYPES: frozenset[str] = frozenset({"tmi.issued", "tmi.modified", "tmi.released", TMI_ACTIVE})
 SYSTEM_TYPES: frozenset[str] = frozenset({HEARTBEAT})
 MAX_TYPE_LENGTH = 128
+# A concrete type is dot-separated names of letters, digits, `_` and `-`: no empty segment
+# (`ctp.a..b`), no wildcard, no space or control character (a NUL would pass straight into
+# logs, file names and other clients' parsers).
+_EVENT_TYPE = re.compile(r"[a-z]+(?:\.[A-Za-z0-9_-]+)+")
 
 
 def is_hub_only(event_type: str) -> bool:
@@ -49,10 +55,9 @@ class Channels:
         return attrs.evolve(self, families=self.families | frozenset(extra))
 
     def is_event_type(self, name: str) -> bool:
-        """A concrete event type: `family.something` with a known family and no wildcard."""
-        family, dot, rest = name.partition(".")
-        return (bool(dot) and family in self.families and bool(rest) and "*" not in name
-                and len(name) <= MAX_TYPE_LENGTH)
+        """A concrete event type: `family.name[.name...]` with a known family, no wildcard."""
+        return (len(name) <= MAX_TYPE_LENGTH and _EVENT_TYPE.fullmatch(name) is not None
+                and name.partition(".")[0] in self.families)
 
     def is_known(self, event_type: str) -> bool:
         """A type this table accepts: any type of a relayed family, or a listed one."""

@@ -203,6 +203,8 @@ def compile_filter(raw: Any, airport_artcc: AirportArtcc | None = None) -> Filte
     for name in ("artccs", "firs"):
         if name in raw:
             art.update(normalize_artcc(c) for c in _codes(name, raw[name]))
+    if len(art) > MAX_VALUES:  # `firs` is an alias: the bound is on the merged key
+        raise FilterError(f"`artccs` and `firs` together hold more than {MAX_VALUES} values")
     if art:
         artccs = frozenset(art)
         echo["artccs"] = sorted(artccs)

@@ -17,6 +17,8 @@ from swimctl.core.model import dumps, format_ts, parse_ts
 
 MAX_CHANNELS = 64
 MAX_EVENT_ID = 128
+# Integers every JSON implementation holds exactly (RFC 7493 I-JSON): the range of a numeric id.
+MAX_SAFE_ID = 2**53 - 1
 
 
 class _Missing:
@@ -99,9 +101,16 @@ Request = Subscribe | Unsubscribe | Ping | Status | Publish
 
 
 def _request_id(obj: dict[str, Any]) -> Any:
+    """The `id` to echo. A number beyond ±(2^53 - 1) cannot be echoed exactly (a JSON parser,
+    ours included, may hand it over as a rounded double), so the request is refused rather
+    than answered under an id the client never sent."""
     if "id" not in obj:
         return MISSING
     value = obj["id"]
+    if isinstance(value, int | float) and not isinstance(value, bool) \
+            and not -MAX_SAFE_ID <= value <= MAX_SAFE_ID:
+        raise ProtocolError(INVALID_JSON, "a number `id` must lie within ±(2^53 - 1); send "
+                            "larger ids as strings")
     if value is None or isinstance(value, str | int | float | bool):
         return value
     return MISSING  # ids are JSON scalars; a structured one is not echoed
@@ -114,9 +123,9 @@ def request_id_of(raw: str | bytes) -> Any:
         return MISSING
     try:
         obj = orjson.loads(raw)
-    except orjson.JSONDecodeError:
+        return _request_id(obj) if isinstance(obj, dict) else MISSING
+    except (orjson.JSONDecodeError, ProtocolError):
         return MISSING
-    return _request_id(obj) if isinstance(obj, dict) else MISSING
 
 
 def _channels(obj: dict[str, Any], rid: Any, table: Channels, *,

@@ -38,10 +38,17 @@ class HubConfig:
     handshake_timeout: float = 10.0
     close_timeout: float = 2.0
     dedupe_size: int = 100_000
-    # Key-cache policy (seconds): positives at most 60 s, unknown keys briefly.
-    key_cache_ttl: float = 60.0
+    # Key-cache policy (seconds): positives at most 10 s (and never past the revalidation
+    # interval, so revocation stops new connections as fast as open ones), unknown keys briefly.
+    key_cache_ttl: float = 10.0
     key_negative_ttl: float = 5.0
     key_revalidate_interval: float = 10.0
     key_touch_interval: float = 60.0
     tls_cert: str | None = None
     tls_key: str | None = None
+    # Failed authentications allowed per source address (IPv4, or IPv6 /64): a bucket of
+    # `auth_fail_burst`, refilled at `auth_fail_rate` per second; 0 turns the throttle off.
+    auth_fail_burst: int = 20
+    auth_fail_rate: float = 1.0
+    # Accept keys of an older deployment (migrated plain text) that lack the swim_xxx_ format.
+    legacy_keys: bool = False

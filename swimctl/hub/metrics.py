@@ -9,6 +9,7 @@ racing the loop.
 from __future__ import annotations
 
 import logging
+import resource
 from collections.abc import Iterator
 from typing import Any
 
@@ -21,8 +22,10 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
+from swimctl.hub.accept import AcceptGuard, open_fd_count
 from swimctl.hub.auth import Authenticator
 from swimctl.hub.engine import Hub
+from swimctl.hub.health import Watched
 
 log = logging.getLogger("swimctl.metrics")
 
@@ -31,9 +34,11 @@ CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 
 class HubCollector(Collector):
-    def __init__(self, hub: Hub, auth: Authenticator | None = None) -> None:
+    def __init__(self, hub: Hub, auth: Authenticator | None = None,
+                 watched: Watched | None = None) -> None:
         self.hub = hub
         self.auth = auth
+        self.watched = watched or Watched()
 
     def collect(self) -> Iterator[Any]:
         hub, stats = self.hub, self.hub.stats
@@ -93,20 +98,85 @@ class HubCollector(Collector):
             yield GaugeMetricFamily("swim_keystore_up",
                                     "1 when the key store answered its last call",
                                     value=1 if self.auth.available else 0)
+            yield from self._auth(self.auth)
+        yield from self._watched(self.watched)
+
+    def _auth(self, auth: Authenticator) -> Iterator[Any]:
+        yield CounterMetricFamily("swim_keystore_reopens",
+                                  "Times the SQLite key database was found replaced and reopened",
+                                  value=auth.store.reopens)
+        yield CounterMetricFamily("swim_auth_lookups",
+                                  "Key-store lookups made for handshakes (cache misses)",
+                                  value=auth.lookups)
+        refusals = CounterMetricFamily("swim_auth_refusals", "Handshakes refused, by reason",
+                                       labels=["reason"])
+        for reason, count in sorted(auth.refusals.totals.items()):
+            refusals.add_metric([reason], count)
+        yield refusals
+        yield GaugeMetricFamily("swim_auth_throttled_sources",
+                                "Addresses (IPv6: /64s) refused for too many failed "
+                                "authentications right now",
+                                value=auth.throttle.throttled_sources())
+
+    def _watched(self, watched: Watched) -> Iterator[Any]:
+        up = GaugeMetricFamily("swim_component_up",
+                               "0 while a part of the hub is in trouble (see /healthz)",
+                               labels=["component"])
+        for condition in watched.conditions():
+            up.add_metric([condition.part], 1 if condition.ok else 0)
+        yield up
+        failures = CounterMetricFamily("swim_component_failures",
+                                       "Failed attempts of a part of the hub (writes, saves, "
+                                       "accepts)", labels=["component"])
+        for condition in watched.conditions():
+            failures.add_metric([condition.part], condition.failures)
+        yield failures
+        recorder = watched.recorder
+        if recorder is not None:
+            yield CounterMetricFamily("swim_recorder_written_events",
+                                      "Events written by --record", value=recorder.written)
+            yield CounterMetricFamily("swim_recorder_dropped_events",
+                                      "Events --record dropped (buffer full or disk failing)",
+                                      value=recorder.dropped)
+            yield GaugeMetricFamily("swim_recorder_buffered_bytes",
+                                    "Bytes waiting for the disk in --record's buffer",
+                                    value=recorder.buffered_bytes)
+        follower = watched.follower
+        if follower is not None:
+            yield GaugeMetricFamily("swim_events_file_offset_bytes",
+                                    "Position in --events-file after the last published line",
+                                    value=follower.state.offset)
+            yield CounterMetricFamily("swim_events_file_bad_lines",
+                                      "Lines of --events-file skipped as bad",
+                                      value=follower.stats.bad_lines)
+        accept_failures = sum(guard.failures for guard in watched.accepts)
+        yield CounterMetricFamily("swim_accept_capacity_errors",
+                                  "accept() calls that failed for lack of descriptors or memory",
+                                  value=accept_failures)
+        fds = open_fd_count()
+        if fds is not None:
+            yield GaugeMetricFamily("swim_open_fds", "File descriptors the hub holds",
+                                    value=fds)
+        yield GaugeMetricFamily("swim_open_fds_limit", "Soft RLIMIT_NOFILE of the hub",
+                                value=resource.getrlimit(resource.RLIMIT_NOFILE)[0])
 
 
 class MetricsServer:
-    def __init__(self, hub: Hub, auth: Authenticator | None, host: str, port: int) -> None:
+    def __init__(self, hub: Hub, auth: Authenticator | None, host: str, port: int,
+                 watched: Watched | None = None) -> None:
         self.hub = hub
         self.auth = auth
         self.host = host
         self.port = port
+        self.watched = watched or Watched()
+        self.accepts = AcceptGuard("metrics")
+        self.watched.accepts.append(self.accepts)
         self.registry = CollectorRegistry(auto_describe=False)
-        self.registry.register(HubCollector(hub, auth))
+        self.registry.register(HubCollector(hub, auth, self.watched))
         self.url = ""
 
     async def serve(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
-        listeners = await trio.open_tcp_listeners(self.port, host=self.host)
+        listeners = self.accepts.wrap(await trio.open_tcp_listeners(self.port, host=self.host))
         host, port = listeners[0].socket.getsockname()[:2]
         self.url = f"http://{host}:{port}"
         log.info("metrics on %s/metrics, health on %s/healthz", self.url, self.url)
@@ -139,10 +209,22 @@ class MetricsServer:
         if path == "/metrics":
             return "200 OK", generate_latest(self.registry), CONTENT_TYPE
         if path == "/healthz":
-            serving = not self.hub.shutting_down
-            store_ok = await self.auth.check_available() if self.auth is not None else True
-            if serving and store_ok:
-                return "200 OK", b"ok\n", "text/plain"
-            why = "shutting down" if not serving else "key store unreachable"
-            return "503 Service Unavailable", f"unavailable: {why}\n".encode(), "text/plain"
+            return await self._health()
         return "404 Not Found", b"try /metrics or /healthz\n", "text/plain"
+
+    async def _health(self) -> tuple[str, bytes, str]:
+        """503 when the hub cannot take clients (shutting down, or no key store: new
+        connections would all be refused). A part in trouble that clients do not depend on (the
+        recorder's disk, the events-file offset, accept pausing for descriptors) answers 200
+        `degraded` with a line each, so a load balancer keeps the hub while an operator sees
+        what to fix."""
+        if self.hub.shutting_down:
+            return "503 Service Unavailable", b"unavailable: shutting down\n", "text/plain"
+        if self.auth is not None and not await self.auth.check_available():
+            why = self.auth.unavailable_reason or "no answer"
+            return ("503 Service Unavailable",
+                    f"unavailable: key store unreachable ({why})\n".encode(), "text/plain")
+        problems = [line for c in self.watched.conditions() if (line := c.describe())]
+        if not problems:
+            return "200 OK", b"ok\n", "text/plain"
+        return "200 OK", ("degraded\n" + "\n".join(problems) + "\n").encode(), "text/plain"

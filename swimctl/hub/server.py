@@ -25,7 +25,8 @@ from swimctl.core.protocol import (
     CONNECTION_LIMIT,
     error_reply,
 )
-from swimctl.hub.auth import Authenticator, AuthFailed
+from swimctl.hub.accept import AcceptGuard
+from swimctl.hub.auth import Authenticator, AuthFailed, peer_host
 from swimctl.hub.client import Client
 from swimctl.hub.config import WS_PATH, HubConfig
 from swimctl.hub.connection import RECEIVE_SIZE, Link
@@ -126,13 +127,14 @@ class HubServer:
         self.config = config
         self.ssl_context = ssl_context
         self.url = ""
+        self.accepts = AcceptGuard("client")  # waits out EMFILE in accept (hub/accept.py)
         self._writers: trio.Nursery | None = None
 
     async def serve(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
         """Listen; each connection is a task of the listener's nursery, and the outbox
         writers (started only once a connection falls behind) are tasks of this one."""
-        listeners: list[Any] = await trio.open_tcp_listeners(self.config.port,
-                                                             host=self.config.host)
+        listeners: list[Any] = self.accepts.wrap(
+            await trio.open_tcp_listeners(self.config.port, host=self.config.host))
         if self.ssl_context is not None:
             listeners = [trio.SSLListener(lst, self.ssl_context) for lst in listeners]
         self.url = listen_url(listeners, self.ssl_context is not None)
@@ -148,7 +150,7 @@ class HubServer:
         if self._writers is not None:
             outbox.attach(self._writers)
         try:
-            await self._connection(stream, outbox)
+            await self._connection(stream, outbox, peer_host(stream))
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             pass
         except ssl.SSLError as exc:
@@ -159,7 +161,8 @@ class HubServer:
             outbox.close()  # its writer, if any, ends before the socket does
             await trio.aclose_forcefully(stream)
 
-    async def _connection(self, stream: trio.abc.Stream, outbox: Outbox) -> None:
+    async def _connection(self, stream: trio.abc.Stream, outbox: Outbox,
+                          peer: str | None) -> None:
         with trio.move_on_after(self.config.handshake_timeout):
             upgrade = await read_upgrade(stream)
         if upgrade is None:
@@ -182,10 +185,10 @@ class HubServer:
             return
         key = extract_key(list(checked.headers), checked.target)
         try:
-            record = await self.auth.authenticate(key)
+            record = await self.auth.authenticate(key, peer)
         except AuthFailed as exc:
             self.hub.stats.auth_failures += 1
-            log.info("refused %s: %s", client_id, exc)
+            log.debug("refused %s: %s", client_id, exc)  # auth.py logs a summary per interval
             await self._refuse(link, pending, AUTH_FAILED, str(exc), CLOSE_AUTH)
             return
         client = Client(client_id=client_id, tier=record.tier, key_id=record.id, outbox=outbox)

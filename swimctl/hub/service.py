@@ -13,9 +13,11 @@ from typing import Any
 import attrs
 import trio
 
+from swimctl.hub.accept import raise_open_files_limit
 from swimctl.hub.auth import Authenticator
 from swimctl.hub.config import HubConfig
 from swimctl.hub.engine import Hub
+from swimctl.hub.health import Watched
 from swimctl.hub.server import HubServer
 from swimctl.keys import KeyStore, KeyStoreError
 
@@ -84,6 +86,7 @@ async def _load_airport_artcc() -> Callable[[str], str | None] | None:
 
 async def run_service(opts: ServeOptions, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
     config = opts.config
+    raise_open_files_limit()  # every client is a descriptor: take all the process may have
     store = KeyStore(config.db_url, table=config.key_table)
     if store.kind == "sqlite":
         try:
@@ -96,6 +99,7 @@ async def run_service(opts: ServeOptions, *, task_status: Any = trio.TASK_STATUS
     tls = ssl_context(config.tls_cert, config.tls_key) if config.tls_cert and config.tls_key \
         else None
     server = HubServer(hub, auth, config, tls)
+    watched = Watched(accepts=[server.accepts])  # what /healthz and /metrics report on
     async with trio.open_nursery() as nursery:
         if opts.handle_signals:  # before anything else, so no signal finds us without it
             nursery.start_soon(_watch_signals, hub, nursery.cancel_scope)
@@ -103,7 +107,7 @@ async def run_service(opts: ServeOptions, *, task_status: Any = trio.TASK_STATUS
         url = await nursery.start(server.serve)
         log.info("listening on %s", url)
         handle = ServiceHandle(url=url, hub=hub, server=server, auth=auth,
-                               cancel_scope=nursery.cancel_scope)
+                               cancel_scope=nursery.cancel_scope, extras={"watched": watched})
         nursery.start_soon(hub.run_heartbeat)
         nursery.start_soon(hub.run_tmi_expiry)
         nursery.start_soon(hub.run_coalescer)
@@ -112,7 +116,7 @@ async def run_service(opts: ServeOptions, *, task_status: Any = trio.TASK_STATUS
             from swimctl.hub.sources.events_file import EventsFileFollower
 
             follower = EventsFileFollower(hub, opts.events_file)
-            handle.extras["events_file"] = follower
+            handle.extras["events_file"] = watched.follower = follower
             await nursery.start(follower.run)
         if opts.feed:
             from swimctl.hub.sources.feed import run_feed
@@ -122,12 +126,14 @@ async def run_service(opts: ServeOptions, *, task_status: Any = trio.TASK_STATUS
         if opts.metrics_port is not None:
             from swimctl.hub.metrics import MetricsServer
 
-            metrics = MetricsServer(hub, auth, config.host, opts.metrics_port)
+            metrics = MetricsServer(hub, auth, config.host, opts.metrics_port, watched)
             handle.extras["metrics_url"] = await nursery.start(metrics.serve)
         if opts.record_dir:
-            from swimctl.hub.recorder import run_recorder
+            from swimctl.hub.recorder import Recorder
 
-            await nursery.start(run_recorder, hub, opts.record_dir)
+            recorder = Recorder(opts.record_dir)
+            handle.extras["recorder"] = watched.recorder = recorder
+            await nursery.start(recorder.attach, hub)
         task_status.started(handle)
         if opts.on_ready is not None:
             await opts.on_ready(handle)

@@ -56,6 +56,18 @@ def generate_key(tier: str) -> str:
     return TIER_PREFIX[tier] + secrets.token_hex(32)
 
 
+# The shape of every key `generate_key` makes; anything else is refused before a lookup.
+_KEY = re.compile(r"swim_(?:pub|dev|par|sys)_[0-9a-f]{64}")
+# Keys of an older deployment, kept working by `keys migrate`: any printable ASCII, no spaces.
+_LEGACY_KEY = re.compile(r"[\x21-\x7e]{1,256}")
+
+
+def looks_like_key(text: str, *, legacy: bool = False) -> bool:
+    """Whether `text` could be a key at all: the cheap check before any hashing or lookup.
+    With `legacy`, keys of an older deployment (any printable ASCII up to 256) pass too."""
+    return (_LEGACY_KEY if legacy else _KEY).fullmatch(text) is not None
+
+
 def is_hashed(value: str) -> bool:
     """True for a value that is already a stored hash (64 lower-case hex characters)."""
     return bool(_HASH.fullmatch(value))

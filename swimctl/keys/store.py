@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import builtins
 import datetime as dt
+import logging
 import os
 import sqlite3
 import threading
@@ -48,6 +49,8 @@ from swimctl.keys.records import (
 )
 
 DEFAULT_TABLE = "swim_api_keys"
+
+log = logging.getLogger("swimctl.keys")
 
 
 def default_db_url() -> str:
@@ -112,6 +115,15 @@ class KeyStore:
         self._local = threading.local()
         self._dialect: Dialect | None = NativeSQLiteDialect() if self.kind == "sqlite" else None
         self._ready = False
+        # The SQLite file as last opened (device, inode): a file deleted or replaced under a
+        # long-running process is noticed on the next call instead of served from forever.
+        # Every thread's connection is then closed at once, so none holds on to the old file.
+        self._file_id: tuple[int, int] | None = None
+        self._missing = False
+        self._generation = 0
+        self._open: set[Any] = set()
+        self._file_lock = threading.Lock()
+        self.reopens = 0  # times the file was found replaced and opened anew (for /metrics)
 
     # -- connections -------------------------------------------------------------------------
 
@@ -121,7 +133,13 @@ class KeyStore:
             if str(path) != ":memory:":
                 path.parent.mkdir(parents=True, exist_ok=True)
             conn = sqlite3.connect(str(path), timeout=5.0, check_same_thread=False)
-            conn.execute("PRAGMA journal_mode=WAL")
+            # A rollback journal, not WAL: WAL keeps `-wal` and `-shm` files beside the
+            # database, shared by name, so a database deleted or replaced under a running hub
+            # would meet the old one's WAL (SQLite then refuses it, or replays stale pages into
+            # it). Key tables are tiny and read through a cache; a writer's brief lock costs
+            # nothing here. An existing WAL database is converted when nobody else has it open.
+            with suppress(sqlite3.OperationalError):
+                conn.execute("PRAGMA journal_mode=DELETE")
             return conn
         try:
             import pyodbc
@@ -144,16 +162,63 @@ class KeyStore:
         return conn
 
     def _conn(self) -> Any:
+        self._check_file()
         conn = getattr(self._local, "conn", None)
+        if conn is not None and getattr(self._local, "generation", -1) != self._generation:
+            conn = None  # closed by _check_file when the file changed
         if conn is None:
             conn = self._connect()
-            self._local.conn = conn
+            self._local.conn, self._local.generation = conn, self._generation
+            if self.kind == "sqlite":
+                with self._file_lock:
+                    self._open.add(conn)
+                self._check_file()  # the first connect created the file: remember which
         return conn
+
+    def _check_file(self) -> None:
+        """Compare the SQLite file with the one last opened. A file that was there and is
+        gone is an outage (KeyStoreUnavailable; never silently re-created empty); a different
+        file at the path is opened anew."""
+        if self.kind != "sqlite" or self._target == ":memory:":
+            return
+        try:
+            st = os.stat(self._target)
+        except FileNotFoundError:
+            with self._file_lock:
+                if self._file_id is None:
+                    return  # never opened: the first connect creates it
+                if not self._missing:
+                    self._missing = True
+                    log.warning("the key database %s is missing: refusing keys until a "
+                                "database is back at that path", self._target)
+                    self._close_all()
+            raise KeyStoreUnavailable(
+                f"key store unavailable: the key database {self._target} is missing "
+                "(deleted or moved while the hub runs)") from None
+        file_id = (st.st_dev, st.st_ino)
+        with self._file_lock:
+            if self._file_id is not None and file_id != self._file_id:
+                self.reopens += 1
+                log.warning("the key database %s was replaced: opening the new file",
+                            self._target)
+                self._close_all()
+            self._file_id = file_id
+            self._missing = False
+
+    def _close_all(self) -> None:
+        """Close every thread's connection (called with the lock held); threads reconnect."""
+        for conn in self._open:
+            with suppress(Exception):
+                conn.close()
+        self._open.clear()
+        self._generation += 1
 
     def _drop(self) -> None:
         conn = getattr(self._local, "conn", None)
         self._local.conn = None
         if conn is not None:
+            with self._file_lock:
+                self._open.discard(conn)
             with suppress(Exception):
                 conn.close()
 

@@ -8,6 +8,7 @@ partial last line waits for its newline; a bad line is counted, logged and skipp
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 from pathlib import Path
@@ -18,6 +19,7 @@ import orjson
 import trio
 
 from swimctl.core.model import EnvelopeError, envelope_from_line
+from swimctl.hub.health import Condition
 
 log = logging.getLogger("swimctl.events_file")
 
@@ -36,18 +38,31 @@ def offset_path(path: Path) -> Path:
 
 
 def load_state(path: Path) -> FollowState:
+    """The persisted position; a fresh start when there is none. An offset file that exists
+    but cannot be read raises OSError (the caller reports it and starts over: repeating is
+    recoverable, skipping is not)."""
     try:
-        raw = orjson.loads(offset_path(path).read_bytes())
+        data = offset_path(path).read_bytes()
+    except FileNotFoundError:
+        return FollowState()
+    try:
+        raw = orjson.loads(data)
         return FollowState(inode=int(raw["inode"]), offset=int(raw["offset"]))
-    except (OSError, ValueError, KeyError, TypeError, orjson.JSONDecodeError):
+    except (ValueError, KeyError, TypeError, orjson.JSONDecodeError):
         return FollowState()
 
 
 def save_state(path: Path, state: FollowState) -> None:
+    """Atomically replace the offset file; raises OSError (and leaves no temporary) on failure."""
     target = offset_path(path)
     tmp = target.with_name(target.name + ".tmp")
-    tmp.write_bytes(orjson.dumps({"inode": state.inode, "offset": state.offset}))
-    os.replace(tmp, target)
+    try:
+        tmp.write_bytes(orjson.dumps({"inode": state.inode, "offset": state.offset}))
+        os.replace(tmp, target)
+    except OSError:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
 
 
 @attrs.define
@@ -87,7 +102,32 @@ class EventsFileFollower:
         self.poll_interval = poll_interval
         self.persist = persist
         self.stats = FollowerStats()
-        self.state = load_state(self.path) if persist else FollowState()
+        self.condition = Condition("events file offset", log)
+        self.state = FollowState()
+        self._unsaved = False  # the position moved past what the offset file says
+        if persist:
+            try:
+                self.state = load_state(self.path)
+            except OSError as exc:
+                self.condition.fail(f"cannot read {offset_path(self.path)}: "
+                                    f"{exc.strerror or exc}",
+                                    f"reading {self.path} from its start, so lines published "
+                                    "before are published again")
+
+    def _save(self) -> None:
+        """Persist the position: called in a worker thread. A failure never stops the hub; the
+        follower keeps publishing (the file is the source of truth, so nothing is lost) and
+        tries again on every later save. Should the hub restart before a save succeeds, the
+        lines since the last good save are read again."""
+        state = FollowState(self.state.inode, self.state.offset)
+        try:
+            save_state(self.path, state)
+        except OSError as exc:
+            self.condition.fail(f"cannot save {offset_path(self.path)}: {exc.strerror or exc}",
+                                "publishing goes on; retrying each poll")
+            return
+        self._unsaved = (self.state.inode, self.state.offset) != (state.inode, state.offset)
+        self.condition.clear()
 
     def _open(self, resume: bool) -> tuple[Any, int] | None:
         try:
@@ -128,6 +168,8 @@ class EventsFileFollower:
                 if chunk:
                     await self._consume(splitter, chunk)
                     continue
+                if self.persist and self._unsaved:  # an earlier save failed: try again
+                    await trio.to_thread.run_sync(self._save)
                 # At the end: has the file been truncated or replaced?
                 try:
                     st = await trio.to_thread.run_sync(os.stat, self.path)
@@ -147,18 +189,14 @@ class EventsFileFollower:
             if handle is not None:
                 handle.close()
             if self.persist and self.state.inode:
-                save_state(self.path, self.state)  # quick, and must happen even on cancel
+                self._save()  # quick, and must happen even on cancel
 
     async def _consume(self, splitter: LineSplitter, chunk: bytes) -> None:
+        """Publish the complete lines of `chunk`. The offset moves past a line only once it is
+        published (or known bad), so a save, even one in a cancelled `finally`, never skips
+        an event."""
         lines = splitter.feed(chunk)
-        if len(splitter.buffer) > MAX_LINE:
-            self.stats.bad_lines += 1
-            log.warning("events file %s: a line passed %d bytes without a newline; skipped",
-                        self.path, MAX_LINE)
-            self.state.offset += len(splitter.buffer)
-            splitter.buffer.clear()
         for index, (line, consumed) in enumerate(lines):
-            self.state.offset += consumed
             if line.strip():
                 try:
                     env = envelope_from_line(line)
@@ -172,7 +210,16 @@ class EventsFileFollower:
                     duplicate = appended.duplicate
                     self.stats.duplicates += duplicate
                     self.stats.published += not duplicate
+            self.state.offset += consumed
+            self._unsaved = True
             if index % 200 == 199:
                 await trio.lowlevel.checkpoint()
-        if self.persist and lines:
-            await trio.to_thread.run_sync(save_state, self.path, self.state)
+        if len(splitter.buffer) > MAX_LINE:
+            self.stats.bad_lines += 1
+            log.warning("events file %s: a line passed %d bytes without a newline; skipped",
+                        self.path, MAX_LINE)
+            self.state.offset += len(splitter.buffer)
+            self._unsaved = True
+            splitter.buffer.clear()
+        if self.persist and self._unsaved:
+            await trio.to_thread.run_sync(self._save)
