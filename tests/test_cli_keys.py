@@ -100,13 +100,17 @@ def assert_not_in_database(db_path: Path, keys: list[str]) -> None:
         ("45s", dt.timedelta(seconds=45)),
         ("1d12h", dt.timedelta(days=1, hours=12)),
         (" 7D ", dt.timedelta(days=7)),
+        # A bare number is seconds, as `sleep` and `timeout` read it.
+        ("90", dt.timedelta(seconds=90)),
+        ("5", dt.timedelta(seconds=5)),
+        ("2.5", dt.timedelta(seconds=2.5)),
     ],
 )
 def test_parse_duration(text: str, expected: dt.timedelta) -> None:
     assert parse_duration(text) == expected
 
 
-@pytest.mark.parametrize("text", ["9x", "", "d", "90", "-5d", "0d", "1.5h", "99999999w"])
+@pytest.mark.parametrize("text", ["9x", "", "d", "-5d", "0d", "0", "1.5h", "99999999w", "5 x"])
 def test_parse_duration_rejects(text: str) -> None:
     with pytest.raises(ValueError, match="invalid duration"):
         parse_duration(text)

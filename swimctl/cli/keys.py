@@ -14,7 +14,7 @@ from typing import Any
 
 import typer
 
-from swimctl.cli.common import DbOption, fail, parse_duration, resolve_db
+from swimctl.cli.common import Command, DbOption, fail, parse_duration, resolve_db
 from swimctl.core.model import dumps
 from swimctl.keys import (
     KEEP,
@@ -31,13 +31,15 @@ ExpiresInOption: str | None = typer.Option(
     None,
     "--expires-in",
     envvar="SWIM_KEY_EXPIRES_IN",
-    help="Lifetime from now, e.g. 90d, 12h, 30m, 2w.",
+    metavar="DURATION",
+    help="Lifetime from now, e.g. 90d, 12h, 30m, 2w (a bare number is seconds).",
     show_default=False,
 )
 ExpiresAtOption: str | None = typer.Option(
     None,
     "--expires-at",
     envvar="SWIM_KEY_EXPIRES_AT",
+    metavar="TIME",
     help="Absolute expiry, ISO-8601 (naive means UTC), e.g. 2026-01-01T00:00:00Z.",
     show_default=False,
 )
@@ -125,14 +127,16 @@ def _print_new_key(api_key: str, record: KeyRecord, as_json: bool, verb: str) ->
     )
 
 
-@app.command()
+@app.command(cls=Command)
 def create(
-    tier: str = typer.Option(..., "--tier", envvar="SWIM_KEY_TIER",
+    tier: str = typer.Option(..., "--tier", envvar="SWIM_KEY_TIER", metavar="TIER",
                              help=f"One of: {', '.join(TIERS)}."),
-    owner: str = typer.Option(..., "--owner", envvar="SWIM_KEY_OWNER", help="Who the key is for."),
-    email: str | None = typer.Option(None, "--email", envvar="SWIM_KEY_EMAIL",
+    owner: str = typer.Option(..., "--owner", envvar="SWIM_KEY_OWNER", metavar="NAME",
+                              help="Who the key is for."),
+    email: str | None = typer.Option(None, "--email", envvar="SWIM_KEY_EMAIL", metavar="EMAIL",
                                      help="Owner's contact address."),
     description: str | None = typer.Option(None, "--description", envvar="SWIM_KEY_DESCRIPTION",
+                                           metavar="TEXT",
                                            help="What the key is for."),
     expires_in: str | None = ExpiresInOption,
     expires_at: str | None = ExpiresAtOption,
@@ -152,7 +156,7 @@ def create(
     _print_new_key(api_key, record, as_json, "created")
 
 
-@app.command("list")
+@app.command("list", cls=Command)
 def list_keys(
     show_all: bool = typer.Option(
         False, "--all", envvar="SWIM_KEY_LIST_ALL", help="Include revoked and expired keys.",
@@ -202,7 +206,7 @@ def _get(store: KeyStore, key_id: int) -> KeyRecord:
     return record
 
 
-@app.command()
+@app.command(cls=Command)
 def show(
     key_id: str = typer.Argument(..., metavar="ID", help="Key id (see `swimctl keys list`)."),
     as_json: bool = JsonOption,
@@ -227,7 +231,7 @@ def show(
         typer.echo(f"{label + ':':<13}{value}")
 
 
-@app.command()
+@app.command(cls=Command)
 def revoke(
     key_id: str = typer.Argument(..., metavar="ID", help="Key id to revoke."),
     db: str = DbOption,
@@ -242,7 +246,7 @@ def revoke(
     typer.echo(f"revoked key {ident}")
 
 
-@app.command()
+@app.command(cls=Command)
 def rotate(
     key_id: str = typer.Argument(..., metavar="ID", help="Key id to replace."),
     expires_in: str | None = ExpiresInOption,
@@ -273,7 +277,7 @@ def rotate(
     _print_new_key(api_key, record, as_json, f"rotated key {ident}:")
 
 
-@app.command("init-db")
+@app.command("init-db", cls=Command)
 def init_db(db: str = DbOption) -> None:
     """Create the key table if it does not exist (safe to repeat)."""
     store = _store(db)
@@ -284,7 +288,7 @@ def init_db(db: str = DbOption) -> None:
     typer.echo(f"table {store.table} {state} ({dialect})")
 
 
-@app.command()
+@app.command(cls=Command)
 def migrate(as_json: bool = JsonOption, db: str = DbOption) -> None:
     """Hash plain-text keys in an existing table in place; keys keep working; safe to repeat."""
     store = _store(db)

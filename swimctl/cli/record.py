@@ -153,14 +153,15 @@ def print_summary(path: str, stats: RecordStats, interrupted: bool) -> None:
 
 
 def record(
-    file: str = typer.Argument(..., help="Output: .jsonl or .jsonl.gz (appended to)."),
+    file: str = typer.Argument(..., metavar="FILE",
+                               help="Output: .jsonl or .jsonl.gz (appended to)."),
     url: str = UrlOption,
     key: str = KeyOption,
     airport: list[str] = AirportOption,
     artcc: list[str] = ArtccOption,
     callsign_prefix: list[str] = CallsignPrefixOption,
     bbox: str = BboxOption,
-    events: str = typer.Option(None, "--events", envvar="SWIM_EVENTS",
+    events: str = typer.Option(None, "--events", envvar="SWIM_EVENTS", metavar="CHANNELS",
                                help="Comma-separated channels (default: flight lifecycle "
                                "events and tmi.*)."),
     positions: bool = typer.Option(False, "--positions", envvar="SWIM_POSITIONS",
@@ -168,8 +169,9 @@ def record(
     heartbeats: bool = typer.Option(False, "--heartbeats", envvar="SWIM_RECORD_HEARTBEATS",
                                     help="Also record heartbeats."),
     duration: str = typer.Option(None, "--duration", envvar="SWIM_RECORD_DURATION",
-                                 help="Stop after this long (30s, 10m, 2h)."),
-    count: int = typer.Option(None, "--count", min=1, envvar="SWIM_RECORD_COUNT",
+                                 metavar="DURATION",
+                                 help="Stop after this long: seconds (90), or 30s, 10m, 2h."),
+    count: int = typer.Option(None, "--count", min=1, envvar="SWIM_RECORD_COUNT", metavar="N",
                               help="Stop after this many events."),
     ca_file: str = CaFileOption,
     quiet: bool = typer.Option(False, "--quiet", "-q", envvar="SWIM_QUIET",

@@ -309,24 +309,26 @@ def print_summary(stats: ReplayStats, to_hub: bool, interrupted: bool) -> None:
 
 
 def replay(
-    files: list[str] = typer.Argument(..., help="Event files (.jsonl or .jsonl.gz), in order."),
+    files: list[str] = typer.Argument(..., metavar="FILE",
+                                      help="Event files (.jsonl or .jsonl.gz), in order."),
     speed: float = typer.Option(1.0, "--speed", min=0.0, envvar="SWIM_REPLAY_SPEED",
+                                metavar="FACTOR",
                                 help="Time scale: 2 = twice as fast; 0 = as fast as possible."),
-    since: str = typer.Option(None, "--from", envvar="SWIM_REPLAY_FROM",
+    since: str = typer.Option(None, "--from", envvar="SWIM_REPLAY_FROM", metavar="TIME",
                               help="Skip events before this event time (ISO)."),
-    until: str = typer.Option(None, "--until", envvar="SWIM_REPLAY_UNTIL",
+    until: str = typer.Option(None, "--until", envvar="SWIM_REPLAY_UNTIL", metavar="TIME",
                               help="Skip events after this event time (ISO)."),
     loop: bool = typer.Option(False, "--loop", envvar="SWIM_REPLAY_LOOP",
                               help="Start over at the end, until Ctrl-C."),
     stdout: bool = typer.Option(False, "--stdout", envvar="SWIM_REPLAY_STDOUT",
                                 help="Write the events as JSON Lines."),
-    to: str = typer.Option(None, "--to", envvar="SWIM_REPLAY_TO",
+    to: str = typer.Option(None, "--to", envvar="SWIM_REPLAY_TO", metavar="URL",
                            help="Publish into the hub at this ws:// or wss:// URL."),
-    key: str = typer.Option(None, "--key", envvar="SWIM_API_KEY",
+    key: str = typer.Option(None, "--key", envvar="SWIM_API_KEY", metavar="KEY",
                             help="System-tier API key for --to.", show_default=False),
     ca_file: str = CaFileOption,
     max_rate: float = typer.Option(
-        1000.0, "--max-rate", min=0.0, envvar="SWIM_REPLAY_MAX_RATE",
+        1000.0, "--max-rate", min=0.0, envvar="SWIM_REPLAY_MAX_RATE", metavar="N",
         help="Publishes per second at most (a hub takes 2,000/s from a system-tier key by "
         "default); 0 = no client-side limit."),
     progress: bool = typer.Option(None, "--progress/--no-progress", envvar="SWIM_PROGRESS",

@@ -211,7 +211,7 @@ def tail(
     artcc: list[str] = ArtccOption,
     callsign_prefix: list[str] = CallsignPrefixOption,
     bbox: str = BboxOption,
-    events: str = typer.Option(DEFAULT_EVENTS, "--events", envvar="SWIM_EVENTS",
+    events: str = typer.Option(DEFAULT_EVENTS, "--events", envvar="SWIM_EVENTS", metavar="CHANNELS",
                                help="Comma-separated channel patterns."),
     positions: bool = typer.Option(False, "--positions", envvar="SWIM_POSITIONS",
                                    help="Also show flight.positions."),

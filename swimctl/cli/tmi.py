@@ -18,7 +18,14 @@ import orjson
 import trio
 import typer
 
-from swimctl.cli.common import CaFileOption, KeyOption, UrlOption, fail, parse_duration
+from swimctl.cli.common import (
+    CaFileOption,
+    Command,
+    KeyOption,
+    UrlOption,
+    fail,
+    parse_duration,
+)
 from swimctl.client.publisher import (
     HubError,
     HubSession,
@@ -155,26 +162,29 @@ def _emit_program(data: dict[str, Any], as_json: bool, verb: str) -> None:
     print(", ".join(parts), file=sys.stderr)
 
 
-@app.command("issue")
+@app.command("issue", cls=Command)
 def issue(
-    program_type: str = typer.Option(..., "--type", envvar="SWIM_TMI_TYPE",
+    program_type: str = typer.Option(..., "--type", envvar="SWIM_TMI_TYPE", metavar="GS|GDP",
                                      help="GS (ground stop) or GDP."),
-    airport: str = typer.Option(..., "--airport", envvar="SWIM_TMI_AIRPORT",
+    airport: str = typer.Option(..., "--airport", envvar="SWIM_TMI_AIRPORT", metavar="ICAO",
                                 help="ICAO code, e.g. KJFK."),
-    until: str = typer.Option(..., "--until", envvar="SWIM_TMI_UNTIL",
+    until: str = typer.Option(..., "--until", envvar="SWIM_TMI_UNTIL", metavar="TIME",
                               help="End: ISO-8601 or relative (+30m, +2h)."),
-    start: str = typer.Option(None, "--start", envvar="SWIM_TMI_START",
+    start: str = typer.Option(None, "--start", envvar="SWIM_TMI_START", metavar="TIME",
                               help="Start (default now): ISO or relative."),
-    reason: str = typer.Option("", "--reason", envvar="SWIM_TMI_REASON", help="Why, in words."),
-    rate: int = typer.Option(None, "--rate", min=1, envvar="SWIM_TMI_RATE",
+    reason: str = typer.Option("", "--reason", envvar="SWIM_TMI_REASON", metavar="TEXT",
+                               help="Why, in words."),
+    rate: int = typer.Option(None, "--rate", min=1, envvar="SWIM_TMI_RATE", metavar="N",
                              help="GDP arrivals per hour (GDP only)."),
     avg_delay: int = typer.Option(None, "--avg-delay", min=0, envvar="SWIM_TMI_AVG_DELAY",
+                                  metavar="MINUTES",
                                   help="GDP average delay, min."),
     max_delay: int = typer.Option(None, "--max-delay", min=0, envvar="SWIM_TMI_MAX_DELAY",
+                                  metavar="MINUTES",
                                   help="GDP maximum delay, min."),
-    scope: str = typer.Option(None, "--scope", envvar="SWIM_TMI_SCOPE",
+    scope: str = typer.Option(None, "--scope", envvar="SWIM_TMI_SCOPE", metavar="ARTCCS",
                               help="ARTCCs in scope, e.g. ZNY,ZDC."),
-    program_id: str = typer.Option(None, "--id", envvar="SWIM_TMI_ID",
+    program_id: str = typer.Option(None, "--id", envvar="SWIM_TMI_ID", metavar="PROGRAM_ID",
                                    help="Use this program id (default: next "
                                    "free TYPE-AIRPORT-YYYYMMDD-N)."),
     as_json: bool = typer.Option(False, "--json", help="Print the issued program as JSON."),
@@ -249,15 +259,17 @@ def _program_from_list(programs: list[dict[str, Any]], program_id: str) -> dict[
     raise HubError("", f"no active program {program_id!r} (see `swimctl tmi list`)")
 
 
-@app.command("modify")
+@app.command("modify", cls=Command)
 def modify(
-    program_id: str = typer.Argument(..., help="The program, e.g. GS-KJFK-20261126-1."),
-    until: str = typer.Option(None, "--until", envvar="SWIM_TMI_UNTIL",
+    program_id: str = typer.Argument(..., metavar="PROGRAM_ID",
+                                    help="The program, e.g. GS-KJFK-20261126-1."),
+    until: str = typer.Option(None, "--until", envvar="SWIM_TMI_UNTIL", metavar="TIME",
                               help="New end: ISO-8601 or relative (+30m)."),
-    rate: int = typer.Option(None, "--rate", min=1, envvar="SWIM_TMI_RATE",
+    rate: int = typer.Option(None, "--rate", min=1, envvar="SWIM_TMI_RATE", metavar="N",
                              help="New GDP rate (arrivals per hour)."),
-    reason: str = typer.Option(None, "--reason", envvar="SWIM_TMI_REASON", help="New reason."),
-    scope: str = typer.Option(None, "--scope", envvar="SWIM_TMI_SCOPE",
+    reason: str = typer.Option(None, "--reason", envvar="SWIM_TMI_REASON", metavar="TEXT",
+                               help="New reason."),
+    scope: str = typer.Option(None, "--scope", envvar="SWIM_TMI_SCOPE", metavar="ARTCCS",
                               help="New ARTCC scope, e.g. ZNY,ZDC."),
     as_json: bool = typer.Option(False, "--json", help="Print the modified program as JSON."),
     url: str = UrlOption,
@@ -299,10 +311,11 @@ def modify(
     _emit_program(_run(run), as_json, "modified")
 
 
-@app.command("release")
+@app.command("release", cls=Command)
 def release(
-    program_id: str = typer.Argument(..., help="The program, e.g. GS-KJFK-20261126-1."),
-    reason: str = typer.Option(None, "--reason", envvar="SWIM_TMI_REASON",
+    program_id: str = typer.Argument(..., metavar="PROGRAM_ID",
+                                    help="The program, e.g. GS-KJFK-20261126-1."),
+    reason: str = typer.Option(None, "--reason", envvar="SWIM_TMI_REASON", metavar="TEXT",
                                help="Why it ends now."),
     as_json: bool = typer.Option(False, "--json", help="Print the released program as JSON."),
     url: str = UrlOption,
@@ -325,15 +338,15 @@ def release(
     _emit_program(_run(run), as_json, "released")
 
 
-@app.command("list")
+@app.command("list", cls=Command)
 def list_programs(
     airport: list[str] = typer.Option([], "--airport", envvar="SWIM_TMI_AIRPORT",
-                                      help="Only these airports (repeatable; the variable "
-                                      "takes a space-separated list)."),
+                                      metavar="ICAO", help="Only these airports (repeatable; "
+                                      "the variable takes a space-separated list)."),
     as_json: bool = typer.Option(False, "--json", help="JSON Lines, one program per line."),
     url: str = UrlOption,
     key: str = typer.Option(None, "--key", envvar="SWIM_API_KEY", show_default=False,
-                            help="API key (any tier can list)."),
+                            metavar="KEY", help="API key (any tier can list)."),
     ca_file: str = CaFileOption,
 ) -> None:
     """The programs active now, from the hub's snapshot."""
