@@ -95,7 +95,7 @@ async def record_events(
 ) -> None:
     """Subscribe and write until the duration passes or `count` events are written."""
     stats.started = trio.current_time()
-    writer = EventWriter(path)
+    writer: EventWriter | None = None  # opened with the first event: a failure leaves no file
     try:
         async with connect(url, key, ca_file=ca_file) as client, trio.open_nursery() as inner:
             # Subscribe in the background and read items here: a fatal error (bad key) ends
@@ -107,6 +107,8 @@ async def record_events(
                         if item.is_heartbeat and not heartbeats:
                             continue
                         text = item.text.encode()
+                        if writer is None:
+                            writer = EventWriter(path)
                         writer.write(text if b"\n" not in text else item.envelope.encode())
                         stats.written += 1
                         stats.by_type[item.type] += 1
@@ -127,7 +129,8 @@ async def record_events(
             inner.cancel_scope.cancel()
             await client.aclose()
     finally:
-        writer.close()
+        if writer is not None:
+            writer.close()
         stats.finished = trio.current_time()
 
 
@@ -211,7 +214,8 @@ def record(
         interrupted = True
     except (OSError, SwimError, BaseExceptionGroup) as exc:
         err = _unwrap(exc)
-        print_summary(file, stats, False)
+        if stats.written or stats.reconnects:  # a run that got somewhere: say how far
+            print_summary(file, stats, False)
         if isinstance(err, AuthError):
             fail(f"the hub refused the API key (AUTH_FAILED): {err}")
         if isinstance(err, RequestError):
