@@ -2,17 +2,27 @@
 
 from __future__ import annotations
 
+import difflib
+import os
+import shutil
 import ssl
+import sys
+from pathlib import Path
 
 import trio
 import typer
+from typer._click.core import ParameterSource
 
 from swimctl.cli.common import DbOption, fail, leaf_exceptions, resolve_db
 from swimctl.hub.config import DEFAULT_PORT, HubConfig
 from swimctl.hub.demo import DEMO_FEED_INTERVAL, banner, issue_sample_ground_stop, prepare_demo
 from swimctl.hub.service import ServeOptions, ServiceHandle, run_service
+from swimctl.keys import KeyStore, KeyStoreError
 from swimctl.keys.records import DEFAULT_TIER_CAPS
 from swimctl.logs import setup_logging
+
+# Options --demo sets itself: given on the command line, they would be silently ignored.
+DEMO_OWNS = {"db": "--db"}
 
 
 def parse_tier_caps(values: list[str]) -> dict[str, int]:
@@ -25,10 +35,90 @@ def parse_tier_caps(values: list[str]) -> dict[str, int]:
     return caps
 
 
+def check_feed(spec: str) -> str | None:
+    """Why `--feed` cannot work, or None: 'vatsim', an http(s) URL, or an existing snapshot
+    file or directory (checked before the hub listens, so a typo is the first thing said)."""
+    if spec == "vatsim" or spec.startswith(("http://", "https://")):
+        return None
+    if os.path.exists(spec):
+        return None
+    hint = " (did you mean vatsim?)" if difflib.get_close_matches(spec, ["vatsim"]) else ""
+    return (f"--feed {spec!r}: not 'vatsim', an http(s) URL, or an existing snapshot file or "
+            f"directory{hint}")
+
+
+def check_tls(cert: str, key: str) -> str | None:
+    """Why the certificate and key cannot be loaded, naming the file at fault, or None."""
+    for flag, path, marker in (("--tls-cert", cert, b"-----BEGIN CERTIFICATE-----"),
+                               ("--tls-key", key, b"PRIVATE KEY-----")):
+        if not os.path.isfile(path):
+            return f"{flag} {path}: no such file"
+        try:
+            with open(path, "rb") as handle:
+                text = handle.read(1 << 20)
+        except OSError as exc:
+            return f"{flag} {path}: {exc.strerror or exc}"
+        if marker not in text:
+            what = "certificate" if flag == "--tls-cert" else "private key"
+            return f"{flag} {path}: no PEM {what} in it"
+    try:
+        ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(cert, key)
+    except ssl.SSLError as exc:
+        reason = exc.reason or str(exc)
+        if reason == "KEY_VALUES_MISMATCH":
+            return f"--tls-key {key} does not belong to the certificate in --tls-cert {cert}"
+        return f"--tls-cert {cert} / --tls-key {key}: cannot load them ({reason}); both PEM?"
+    except OSError as exc:
+        return f"--tls-cert {cert} / --tls-key {key}: {exc.strerror or exc}"
+    return None
+
+
+def check_paths(events_file: str | None, record: str | None) -> str | None:
+    """An events file in a directory that does not exist would be waited for forever; a
+    record directory that cannot be made would fail only after the hub listens."""
+    if events_file:
+        parent = Path(events_file).resolve().parent
+        if not parent.is_dir():
+            return f"--events-file {events_file}: no such directory {parent}"
+        if Path(events_file).is_dir():
+            return f"--events-file {events_file}: is a directory, not a file"
+    if record:
+        target = Path(record)
+        if target.exists() and not target.is_dir():
+            return f"--record {record}: exists and is not a directory"
+        try:  # made now rather than by the recorder, so a failure is said before listening
+            target.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            return f"--record {record}: cannot create it: {exc.strerror or exc}"
+        if not os.access(target, os.W_OK):
+            return f"--record {record}: not writable"
+    return None
+
+
+def program_name() -> str:
+    """How to run swimctl again, as the user ran it: `swimctl` when that is on PATH, else the
+    path it was started by (a venv's bin/swimctl, a binary in the current directory)."""
+    argv0 = sys.argv[0] if sys.argv and sys.argv[0] else "swimctl"
+    if argv0.endswith("__main__.py"):  # python -m swimctl
+        return f"{sys.executable} -m swimctl"
+    found = shutil.which("swimctl")
+    try:
+        if found and os.path.samefile(found, argv0):
+            return "swimctl"
+    except OSError:
+        pass
+    return os.path.abspath(argv0) if os.path.exists(argv0) else "swimctl"
+
+
+def _given(ctx: typer.Context, name: str) -> bool:
+    return ctx.get_parameter_source(name) is ParameterSource.COMMANDLINE
+
+
 def serve(
+    ctx: typer.Context,
     host: str = typer.Option("127.0.0.1", envvar="SWIM_HOST", metavar="HOST",
                              help="Address to listen on."),
-    port: int = typer.Option(DEFAULT_PORT, envvar="SWIM_PORT", metavar="PORT",
+    port: int = typer.Option(DEFAULT_PORT, envvar="SWIM_PORT", metavar="PORT", min=0, max=65535,
                              help="TCP port, 1-65535; 0 picks a free one."),
     db: str = DbOption,
     heartbeat: float = typer.Option(30.0, envvar="SWIM_HEARTBEAT", min=0.05, metavar="SECONDS",
@@ -66,6 +156,7 @@ def serve(
     tls_key: str = typer.Option(None, envvar="SWIM_TLS_KEY", metavar="FILE",
                                 help="PEM private key."),
     metrics_port: int = typer.Option(None, envvar="SWIM_METRICS_PORT", metavar="PORT",
+                                     min=0, max=65535,
                                      help="Serve Prometheus /metrics and /healthz on this port."),
     demo: bool = typer.Option(False, "--demo", envvar="SWIM_DEMO",
                               help="No setup, no network: a temporary key store, a demo key, "
@@ -86,22 +177,42 @@ def serve(
         caps = parse_tier_caps(tier_limit)
     except ValueError as exc:
         fail(str(exc))
+    problem = ((check_feed(feed) if feed else None)
+               or (check_tls(tls_cert, tls_key) if tls_cert and tls_key else None)
+               or check_paths(events_file, record))
+    if problem:
+        fail(problem)
+    if demo:
+        for name, flag in DEMO_OWNS.items():
+            if _given(ctx, name):
+                fail(f"{flag} cannot be used with --demo: the demo makes its own throw-away "
+                     "key store")
+    elif db:
+        try:
+            KeyStore(db)
+        except KeyStoreError as exc:
+            fail(f"--db: {exc}")
     setup_logging(log_level, log_format)
     on_ready = None
     setup = None
     if demo:
+        if db:  # from SWIM_DB: not an option the user typed here, so a note, not a refusal
+            typer.echo("swimctl: note: SWIM_DB is not used with --demo (it makes its own "
+                       "throw-away key store)", err=True)
         setup = prepare_demo()
         db = setup.db_url
         feed = feed or setup.feed_dir
         feed_loop = True
-        if feed_interval == 15.0:
+        if not _given(ctx, "feed_interval"):
             feed_interval = DEMO_FEED_INTERVAL
-        if heartbeat == 30.0:
+        if not _given(ctx, "heartbeat"):
             heartbeat = DEMO_FEED_INTERVAL  # so a watcher sees the hub's pulse and feed age
+        program = program_name()
 
         def on_ready(handle: ServiceHandle) -> None:
             issue_sample_ground_stop(handle.hub)
-            typer.echo(banner(handle.url, setup.api_key))
+            typer.echo(banner(handle.url, setup.api_key, system_key=setup.system_key,
+                              program=program))
 
     config = HubConfig(
         host=host, port=port, db_url=resolve_db(db), heartbeat_interval=heartbeat,
@@ -121,10 +232,12 @@ def serve(
         if all(isinstance(e, KeyboardInterrupt) for e in leaves):
             return
         for leaf in leaves:
+            if isinstance(leaf, ssl.SSLError):
+                fail(f"TLS: {leaf.reason or leaf}")
             if isinstance(leaf, OSError) and leaf.errno is not None:
                 fail(f"cannot serve on {host}:{port}: {leaf.strerror or leaf}")
-            if isinstance(leaf, ssl.SSLError | FileNotFoundError):
-                fail(f"TLS: {leaf}")
+            if isinstance(leaf, OSError | KeyStoreError):
+                fail(str(leaf))
         raise
     finally:
         if setup is not None:
