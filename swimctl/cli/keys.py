@@ -53,6 +53,8 @@ def _errors() -> Iterator[None]:
         yield
     except KeyStoreError as exc:
         text = " ".join(str(exc).split()) or type(exc).__name__
+        if text.startswith("no key database at "):
+            fail(f"{text}: check --db / SWIM_DB, or make one with `swimctl keys create`")
         if any(sign in text for sign in MISSING_TABLE):
             fail("the key database has no key table yet: create a key, or run "
                  "`swimctl keys init-db` (check --db / SWIM_DB if you expected one)")
@@ -63,9 +65,11 @@ def _errors() -> Iterator[None]:
 MISSING_TABLE = ("no such table", "does not exist", "doesn't exist", "Invalid object name")
 
 
-def _store(db: str | None) -> KeyStore:
+def _store(db: str | None, *, create: bool = True) -> KeyStore:
+    """The key store; `create=False` for commands that work on existing keys, which must not
+    leave a new, empty database (and its directories) behind a mistyped --db."""
     with _errors():
-        return KeyStore(resolve_db(db))
+        return KeyStore(resolve_db(db), create=create)
     raise AssertionError("unreachable")  # pragma: no cover - fail() exits
 
 
@@ -166,7 +170,7 @@ def list_keys(
     db: str = DbOption,
 ) -> None:
     """List keys (usable ones unless --all); secrets are never shown."""
-    store = _store(db)
+    store = _store(db, create=False)
     with _errors():
         records = store.list(include_inactive=show_all)
     if as_json:
@@ -213,7 +217,7 @@ def show(
     db: str = DbOption,
 ) -> None:
     """Show one key's record (never the key itself)."""
-    record = _get(_store(db), _parse_id(key_id))
+    record = _get(_store(db, create=False), _parse_id(key_id))
     if as_json:
         _echo_json(record.to_dict())
         return
@@ -227,6 +231,7 @@ def show(
         ("expires", _when(record.expires_at)),
         ("last used", _when(record.last_used_at)),
         ("status", record.status()),
+        *([("revoked", _when(record.revoked_at))] if record.revoked_at else []),
     ):
         typer.echo(f"{label + ':':<13}{value}")
 
@@ -238,12 +243,19 @@ def revoke(
 ) -> None:
     """Revoke a key: the hub refuses it once its cache entry lapses (60 s at most)."""
     ident = _parse_id(key_id)
-    store = _store(db)
+    store = _store(db, create=False)
     with _errors():
-        found = store.revoke(ident)
-    if not found:
+        before = store.revoke_key(ident)
+    if before is None:
         fail(f"no key with id {ident}")
-    typer.echo(f"revoked key {ident}")
+    if before.is_active:
+        typer.echo(f"revoked key {ident}")
+    elif before.revoked_at is not None:
+        typer.echo(f"key {ident} was already revoked, at {_when(before.revoked_at)}; "
+                   "nothing changed")
+    else:
+        typer.echo(f"key {ident} was already revoked (when was not recorded: revoked before "
+                   "`swimctl keys migrate` added revoked_at); nothing changed")
 
 
 @app.command(cls=Command)
@@ -266,7 +278,7 @@ def rotate(
     if no_expiry and (expires_in is not None or expires_at is not None):
         fail("--no-expiry cannot be combined with --expires-in or --expires-at")
     expires = _parse_expiry(expires_in, expires_at)
-    store = _store(db)
+    store = _store(db, create=False)
     with _errors():
         if no_expiry:
             api_key, record = store.rotate(ident, expires_at=None)
@@ -302,6 +314,7 @@ def migrate(as_json: bool = JsonOption, db: str = DbOption) -> None:
                 "hashed": report.hashed,
                 "already_hashed": report.already_hashed,
                 "skipped": report.skipped,
+                "added_columns": list(report.added_columns),
             }
         )
         return
@@ -309,6 +322,8 @@ def migrate(as_json: bool = JsonOption, db: str = DbOption) -> None:
         typer.echo(f"table {store.table} did not exist: created it")
     if report.widened:
         typer.echo("widened api_key to 64 characters")
+    for name in report.added_columns:
+        typer.echo(f"added column {name}")
     typer.echo(
         f"hashed {report.hashed} plain-text keys; {report.already_hashed} already hashed; "
         f"{report.skipped} empty skipped"
