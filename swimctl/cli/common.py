@@ -60,6 +60,38 @@ def resolve_db(db: str | None) -> str:
     return db or default_db_url()
 
 
+def plain_table(headers: list[str], rows: list[list[str]]) -> str:
+    """Columns aligned with two spaces and every value whole (pure): what a table becomes when
+    standard output is a pipe or a file, where a terminal's width means nothing and a cut
+    value (`GS-KJFK…`) would be lost to grep, awk and the reader."""
+    widths = [max(len(str(cell)) for cell in column) for column in zip(headers, *rows,
+                                                                        strict=True)]
+    lines = []
+    for row in (headers, *rows):
+        cells = [str(cell).ljust(width) for cell, width in zip(row, widths, strict=True)]
+        lines.append("  ".join(cells).rstrip())
+    return "\n".join(lines)
+
+
+def warn(message: str) -> None:
+    """One line on stderr about something that will not do what the user likely meant."""
+    typer.echo(f"swimctl: warning: {message}", err=True)
+
+
+def warn_unknown_airports(codes: list[str], flag: str = "--airport") -> None:
+    """The hub matches exact ICAO codes: a code it will never see makes a filter that matches
+    nothing, so say so (with the likely code) instead of waiting in silence."""
+    if not codes:
+        return
+    from swimctl.cli.airports import load_codes, unknown_airport
+
+    table = load_codes()
+    for code in codes:
+        line = unknown_airport(code, table, flag)
+        if line:
+            warn(f"{line} (the hub matches exact ICAO codes: this filter matches nothing)")
+
+
 def fail(message: str, code: int = 1) -> NoReturn:
     """One clear line on stderr and a non-zero exit: never a traceback to a user."""
     typer.echo(f"swimctl: error: {message}", err=True)

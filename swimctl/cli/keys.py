@@ -8,13 +8,21 @@ printed exactly once, by `create` or `rotate`; nothing else ever prints one.
 from __future__ import annotations
 
 import datetime as dt
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
 import typer
 
-from swimctl.cli.common import Command, DbOption, fail, parse_duration, resolve_db
+from swimctl.cli.common import (
+    Command,
+    DbOption,
+    fail,
+    parse_duration,
+    plain_table,
+    resolve_db,
+)
 from swimctl.core.model import dumps
 from swimctl.keys import (
     KEEP,
@@ -178,6 +186,12 @@ def list_keys(
         return
     if not records:
         typer.echo("no keys" if show_all else "no usable keys (--all shows revoked and expired)")
+        return
+    if not sys.stdout.isatty():  # a pipe or a file: whole values, no box (times in UTC)
+        typer.echo(plain_table(
+            ["ID", "Tier", "Owner", "Email", "Expires", "Last used", "Status", "Description"],
+            [[str(r.id), r.tier, r.owner_name, r.owner_email or "-", _minute(r.expires_at),
+              _minute(r.last_used_at), r.status(), r.description or "-"] for r in records]))
         return
     from rich import box
     from rich.console import Console

@@ -28,6 +28,7 @@ from swimctl.cli.common import (
     UrlOption,
     fail,
     parse_duration,
+    warn_unknown_airports,
 )
 from swimctl.client import (
     AuthError,
@@ -199,6 +200,7 @@ def record(
         fail(str(exc))
     if airport:
         filters["airports"] = airport
+        warn_unknown_airports(airport)
     if artcc:
         filters["artccs"] = artcc
     if callsign_prefix:

@@ -25,6 +25,7 @@ from swimctl.cli.common import (
     KeyOption,
     UrlOption,
     fail,
+    warn_unknown_airports,
 )
 from swimctl.cli.tui import TailState, apply_event, notice, render
 
@@ -230,6 +231,7 @@ def tail(
     filters: dict[str, Any] = {}
     if airport:
         filters["airports"] = _split(airport)
+        warn_unknown_airports(filters["airports"])
     if artcc:
         filters["artccs"] = _split(artcc)
     if callsign_prefix:

@@ -25,6 +25,8 @@ from swimctl.cli.common import (
     UrlOption,
     fail,
     parse_duration,
+    plain_table,
+    warn_unknown_airports,
 )
 from swimctl.client.publisher import (
     HubError,
@@ -187,6 +189,9 @@ def issue(
     program_id: str = typer.Option(None, "--id", envvar="SWIM_TMI_ID", metavar="PROGRAM_ID",
                                    help="Use this program id (default: next "
                                    "free TYPE-AIRPORT-YYYYMMDD-N)."),
+    unlisted_airport: bool = typer.Option(
+        False, "--unlisted-airport", envvar="SWIM_TMI_UNLISTED_AIRPORT",
+        help="Issue it even though --airport is not in the airport table."),
     as_json: bool = typer.Option(False, "--json", help="Print the issued program as JSON."),
     url: str = UrlOption,
     key: str = KeyOption,
@@ -199,6 +204,12 @@ def issue(
     icao = airport.strip().upper()
     if not _ICAO.match(icao):
         fail(f"--airport: {airport!r} is not an ICAO code like KJFK")
+    if not unlisted_airport:
+        from swimctl.cli.airports import load_codes, unknown_airport
+
+        unknown = unknown_airport(icao, load_codes())
+        if unknown:
+            fail(f"{unknown} (give --unlisted-airport to issue it all the same)")
     if ptype == "GS" and (rate is not None or avg_delay is not None or max_delay is not None):
         fail("--rate, --avg-delay and --max-delay apply to a GDP, not a GS")
     if ptype == "GDP" and rate is None:
@@ -355,6 +366,7 @@ def list_programs(
     for code in airports:
         if not _ICAO.match(code):
             fail(f"--airport: {code!r} is not an ICAO code like KJFK")
+    warn_unknown_airports(airports)
 
     async def run() -> list[dict[str, Any]]:
         async with connect(url, api_key, ca_file) as session:
@@ -376,16 +388,23 @@ def list_programs(
         for program in programs:
             typer.echo(orjson.dumps(program).decode())
         return
-    from rich.console import Console
-    from rich.table import Table
-
     if not programs:
         typer.echo("no active programs")
         return
-    table = Table("id", "type", "airport", "start", "end", "rate", "scope", "reason")
+    headers = ["id", "type", "airport", "start", "end", "rate", "scope", "reason"]
+    rows = []
     for p in programs:
         rate_text = str(p["program_rate"]) if p.get("program_rate") is not None else ""
-        table.add_row(str(p.get("program_id")), str(p.get("program_type")),
-                      str(p.get("airport")), str(p.get("start_time")), str(p.get("end_time")),
-                      rate_text, ",".join(p.get("scope") or []), str(p.get("reason") or ""))
+        rows.append([str(p.get("program_id")), str(p.get("program_type")),
+                     str(p.get("airport")), str(p.get("start_time")), str(p.get("end_time")),
+                     rate_text, ",".join(p.get("scope") or []), str(p.get("reason") or "")])
+    if not sys.stdout.isatty():  # a pipe or a file: whole values, no box
+        typer.echo(plain_table(headers, rows))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(*headers)
+    for row in rows:
+        table.add_row(*row)
     Console().print(table)
