@@ -48,7 +48,7 @@ ExpiresAtOption: str | None = typer.Option(
     "--expires-at",
     envvar="SWIM_KEY_EXPIRES_AT",
     metavar="TIME",
-    help="Absolute expiry, ISO-8601 (naive means UTC), e.g. 2026-01-01T00:00:00Z.",
+    help="Absolute expiry, ISO-8601 (naive means UTC), e.g. 2099-01-01T00:00:00Z.",
     show_default=False,
 )
 JsonOption: bool = typer.Option(False, "--json", help="Print JSON instead of text.")

@@ -87,6 +87,13 @@ def _state_line(item: swim.StateChange, url: str) -> str | None:
     return None
 
 
+def state_detail(item: swim.StateChange) -> str:
+    """What the live view shows after the state word (DISCONNECTED — retrying in ...)."""
+    if item.state is swim.State.DISCONNECTED:
+        return f"— retrying in {item.retry_in:.1f}s (attempt {item.attempt}): {item.reason}"
+    return ""
+
+
 def _resumed_line(item: swim.Resumed) -> str:
     if item.recovered:
         return f"resumed after seq {item.from_seq}: nothing missed"
@@ -143,11 +150,7 @@ async def _live_loop(client: swim.SwimClient) -> None:
                     apply_event(state, item.type, item.timestamp, item.data, item.seq)
                 elif isinstance(item, swim.StateChange):
                     state.state = item.state.value
-                    if item.state is swim.State.DISCONNECTED:
-                        state.state_detail = (f"— retrying in {item.retry_in:.1f}s "
-                                              f"(attempt {item.attempt}): {item.reason}")
-                    else:
-                        state.state_detail = ""
+                    state.state_detail = state_detail(item)
                 elif isinstance(item, swim.Resumed):
                     if not item.recovered:
                         notice(state, _resumed_line(item))
