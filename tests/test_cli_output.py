@@ -99,3 +99,13 @@ async def test_unknown_airports_are_named_with_a_suggestion(tmp_path: Path) -> N
     assert first.decode().splitlines()[0] == (
         "swimctl: warning: --airport JFK: not in the airport table; did you mean KJFK or RJFK? "
         "(the hub matches exact ICAO codes: this filter matches nothing)")
+
+
+def test_tmi_list_without_a_key_says_any_tier_will_do() -> None:
+    env = env_with("")
+    env.pop("SWIM_API_KEY")
+    out = subprocess.run(swimctl("tmi", "list", "--url", "ws://127.0.0.1:1/api/swim/v1/ws"),
+                         capture_output=True, text=True, env=env, timeout=60)
+    assert out.returncode == 1
+    assert out.stderr == ("swimctl: error: --key (or SWIM_API_KEY) is required: an API key of "
+                          "any tier\n")

@@ -207,3 +207,18 @@ async def test_replay_an_hour_into_a_hub_once(nursery: trio.Nursery, tmp_path: A
     assert [(m["type"], m["data"], m["timestamp"]) for m in got] == \
         [(e.type, e.data, e.timestamp) for e in events]
     await handle.shutdown()
+
+
+async def test_a_file_with_no_events_at_all_is_an_error(tmp_path: Path) -> None:
+    """Replaying a file that is not an event file is a mistake, not a run of 0 events."""
+    notes = tmp_path / "notes.jsonl"
+    notes.write_text("hello\nthis is not JSON\n")
+    result = await trio.run_process([*CMD, str(notes), "--speed", "0"], capture_stdout=True,
+                                    capture_stderr=True, check=False)
+    assert result.returncode == 1 and result.stdout == b""
+    assert result.stderr.decode().splitlines()[-1] == (
+        f"swimctl: error: no events in {notes}: not JSON Lines event files?")
+    empty = tmp_path / "empty.jsonl"
+    empty.write_bytes(b"")
+    nothing = await trio.run_process([*CMD, str(empty), "--speed", "0"], capture_stderr=True)
+    assert b"played 0 events" in nothing.stderr  # an empty file is just empty

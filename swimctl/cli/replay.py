@@ -396,6 +396,9 @@ def replay(
     print_summary(stats, bool(to), interrupted)
     if interrupted:
         raise typer.Exit(130)
+    unreadable = [r.path for r in stats.reports if r.events == 0 and r.bad]
+    if unreadable and not stats.played:
+        fail(f"no events in {', '.join(unreadable)}: not JSON Lines event files?")
 
 
 def _hub_error_text(exc: HubError) -> str:

@@ -86,9 +86,9 @@ def next_program_id(program_type: str, airport: str, day: dt.date,
     return book.next_id(program_type, airport, day)
 
 
-def _require_key(key: str | None) -> str:
+def _require_key(key: str | None, what: str = "a system-tier key") -> str:
     if not key:
-        fail("--key (or SWIM_API_KEY) is required: a system-tier key")
+        fail(f"--key (or SWIM_API_KEY) is required: {what}")
     return key
 
 
@@ -361,7 +361,7 @@ def list_programs(
     ca_file: str = CaFileOption,
 ) -> None:
     """The programs active now, from the hub's snapshot."""
-    api_key = _require_key(key)
+    api_key = _require_key(key, "an API key of any tier")
     airports = [a.strip().upper() for a in airport]
     for code in airports:
         if not _ICAO.match(code):
