@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections import Counter
 
 import trio
-from common import deadline, parse, parser, split_list
+from common import deadline, parse, parser, run, split_list
 
 from swimctl import client as swim
 
@@ -56,4 +56,4 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
-    trio.run(main)
+    run(main)

@@ -10,7 +10,7 @@ by `swimctl.client`; we only print what it tells us about them.
 from __future__ import annotations
 
 import trio
-from common import deadline, parse, parser, split_list
+from common import deadline, parse, parser, run, split_list
 
 from swimctl import client as swim
 
@@ -49,4 +49,4 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
-    trio.run(main)
+    run(main)

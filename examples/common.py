@@ -8,6 +8,9 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from collections.abc import Awaitable, Callable
+
+import trio
 
 DEFAULT_URL = "ws://127.0.0.1:8090/api/swim/v1/ws"
 
@@ -46,3 +49,15 @@ def split_list(text: str | None) -> list[str] | None:
     if not text:
         return None
     return [part.strip() for part in text.split(",") if part.strip()]
+
+
+def run(main: Callable[[], Awaitable[None]]) -> None:
+    """trio.run(main), ending quietly the way command-line tools do: when the reader of our
+    output goes away (`example.py | head -3`) and on Ctrl-C, without a traceback."""
+    try:
+        trio.run(main)
+    except BrokenPipeError:
+        # Point stdout at /dev/null so Python's own flush at exit does not complain again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    except KeyboardInterrupt:
+        sys.exit(130)

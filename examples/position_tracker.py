@@ -11,7 +11,7 @@ even a whole-network feed costs us only the flights we asked for. Flights that d
 from __future__ import annotations
 
 import trio
-from common import deadline, parse, parser, split_list
+from common import deadline, parse, parser, run, split_list
 
 from swimctl import client as swim
 from swimctl.core.model import Position
@@ -73,4 +73,4 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
-    trio.run(main)
+    run(main)

@@ -15,7 +15,7 @@ Both connections use the same subscription, so they are offered the same events.
 from __future__ import annotations
 
 import trio
-from common import parse, parser
+from common import parse, parser, run
 
 from swimctl import client as swim
 
@@ -96,4 +96,4 @@ async def main() -> None:
     print(f"missed {len(missed)} events" + (f": {missed[:20]}" if missed else ""))
 
 if __name__ == "__main__":
-    trio.run(main)
+    run(main)

@@ -11,7 +11,7 @@ which rebuilds the state even if events were missed.
 from __future__ import annotations
 
 import trio
-from common import deadline, parse, parser, split_list
+from common import deadline, parse, parser, run, split_list
 
 from swimctl import client as swim
 from swimctl.core.model import TmiProgram
@@ -65,4 +65,4 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
-    trio.run(main)
+    run(main)

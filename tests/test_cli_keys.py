@@ -100,13 +100,17 @@ def assert_not_in_database(db_path: Path, keys: list[str]) -> None:
         ("45s", dt.timedelta(seconds=45)),
         ("1d12h", dt.timedelta(days=1, hours=12)),
         (" 7D ", dt.timedelta(days=7)),
+        # A bare number is seconds, as `sleep` and `timeout` read it.
+        ("90", dt.timedelta(seconds=90)),
+        ("5", dt.timedelta(seconds=5)),
+        ("2.5", dt.timedelta(seconds=2.5)),
     ],
 )
 def test_parse_duration(text: str, expected: dt.timedelta) -> None:
     assert parse_duration(text) == expected
 
 
-@pytest.mark.parametrize("text", ["9x", "", "d", "90", "-5d", "0d", "1.5h", "99999999w"])
+@pytest.mark.parametrize("text", ["9x", "", "d", "-5d", "0d", "0", "1.5h", "99999999w", "5 x"])
 def test_parse_duration_rejects(text: str) -> None:
     with pytest.raises(ValueError, match="invalid duration"):
         parse_duration(text)
@@ -243,6 +247,7 @@ def test_migrate_keeps_every_key_working_and_is_idempotent(
 
     out = ok(run("migrate"))
     assert "hashed 4 plain-text keys; 0 already hashed" in out
+    assert "added column revoked_at" in out  # the old table did not record revocation times
     store = KeyStore(db_url)
     for index, key in enumerate(plain):
         record = store.lookup(key)
@@ -254,6 +259,7 @@ def test_migrate_keeps_every_key_working_and_is_idempotent(
     again = json.loads(ok(run("migrate", "--json")))
     assert again == {
         "created": False, "widened": False, "hashed": 0, "already_hashed": 4, "skipped": 0,
+        "added_columns": [],
     }
     assert all(KeyStore(db_url).lookup(k) is not None for k in plain)
     # And the CLI keeps working on the migrated table.
@@ -326,11 +332,37 @@ def test_bad_database_is_one_line(run, db: str, needle: str, command: list[str])
 def test_unreachable_sqlite_path(run, tmp_path: Path) -> None:
     blocker = tmp_path / "not-a-dir"
     blocker.write_text("")
-    one_line_error(run("list", "--db", f"sqlite:///{blocker}/keys.db"), "key store unavailable")
+    one_line_error(run("create", "--tier", "public", "--owner", "x", "--db",
+                       f"sqlite:///{blocker}/keys.db"), "key store unavailable")
 
 
-def test_missing_table_is_an_error_not_an_empty_list(run) -> None:
+def test_missing_table_is_an_error_not_an_empty_list(run, db_path: Path) -> None:
+    sqlite3.connect(db_path).close()  # a database without the key table
     one_line_error(run("list"), "no key table yet")
+
+
+@pytest.mark.parametrize("command", [["list"], ["list", "--all"], ["show", "1"], ["revoke", "1"],
+                                     ["rotate", "1"]])
+def test_commands_on_existing_keys_create_nothing(run, tmp_path: Path,
+                                                  command: list[str]) -> None:
+    """A mistyped --db once left a directory tree and an empty database behind, then said
+    "no key table yet"; now it says there is no database there, and makes none."""
+    typo = tmp_path / "typo" / "dir" / "keys.db"
+    err = one_line_error(run(*command, "--db", f"sqlite:///{typo}"), "no key database at")
+    assert str(typo) in err and "--db" in err
+    assert not (tmp_path / "typo").exists()
+
+
+def test_revoking_twice_says_it_was_already_revoked_and_when(run) -> None:
+    created = json.loads(ok(run("create", "--tier", "public", "--owner", "Erin", "--json")))
+    ident = str(created["id"])
+    assert ok(run("revoke", ident)).strip() == f"revoked key {ident}"
+    record = json.loads(ok(run("show", ident, "--json")))
+    assert record["status"] == "revoked" and record["revoked_at"].endswith("Z")
+    when = record["revoked_at"].replace("T", " ")
+    assert ok(run("revoke", ident)).strip() == (
+        f"key {ident} was already revoked, at {when}; nothing changed")
+    assert f"revoked:     {when}" in ok(run("show", ident))
 
 
 def test_unreachable_postgres_is_one_line(run) -> None:

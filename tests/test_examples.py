@@ -179,3 +179,43 @@ async def test_js_client_receives_events_and_resumes(start_hub: StartHub, tmp_pa
     # Every event of the file exactly once, in order, across the drop.
     seqs = [int(line.split()[0]) for line in out.splitlines() if line[:1].isdigit()]
     assert seqs == sorted(set(seqs)) and len(seqs) == 14, out
+
+
+async def test_an_example_piped_into_head_ends_quietly(start_hub: StartHub) -> None:
+    """`examples/basic.py | head -3`: the reader goes away after three lines; the example
+    stops without a BrokenPipeError traceback, as `head`'s writers do."""
+    h = await start_hub(heartbeat_interval=0.3)
+    cmd = [sys.executable, str(EXAMPLES / "basic.py"), "--url", h.url, "--duration", "30"]
+    proc = await trio.lowlevel.open_process(cmd, env=env_with_key(h.keys["developer"]),
+                                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        await wait_until(lambda: len(subscribed_clients(h.hub)) == 1, timeout=20)
+        received = b""
+        with trio.fail_after(20):
+            while received.count(b"\n") < 3:
+                await h.hub.publish("flight.departed", {"callsign": "AAL1", "dep": "KJFK",
+                                                  "arr": "KBOS"})
+                received += await proc.stdout.receive_some(4096)
+        await proc.stdout.aclose()  # what `head -3` does once it has its lines
+        for n in range(50):  # keep events coming until the example notices
+            await h.hub.publish("flight.departed", {"callsign": f"AAL{n}", "dep": "KJFK",
+                                              "arr": "KBOS"})
+            await trio.sleep(0.05)
+            if proc.poll() is not None:
+                break
+        with trio.fail_after(20):
+            code = await proc.wait()
+        err = (await proc.stderr.receive_some(65536)).decode()
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    assert code == 0 and "Traceback" not in err and "BrokenPipe" not in err, err
+
+
+def test_every_example_runs_through_the_quiet_runner() -> None:
+    for path in EXAMPLES.glob("*.py"):
+        if path.name == "common.py":
+            continue
+        text = path.read_text()
+        assert "trio.run(main)" not in text and "run(main)" in text, path.name

@@ -429,3 +429,24 @@ def test_migrate_hashes_plain_keys_in_place_idempotently(db_path: Path) -> None:
 def test_migrate_on_empty_database_creates_table(db_path: Path) -> None:
     report = KeyStore(f"sqlite:///{db_path}").migrate()
     assert report.created and report.hashed == 0
+
+
+def test_a_table_without_revoked_at_works_until_migrate_adds_it(db_path: Path) -> None:
+    """Tables made before revoked_at existed keep working (the hub's lookups never select it);
+    revoking there records no time, and `migrate` adds the column so later revocations do."""
+    make_legacy_table(db_path, [hash_key("swim_pub_" + "a" * 64), hash_key("swim_pub_" + "b" * 64)])
+    ks = KeyStore(f"sqlite:///{db_path}")
+    first = ks.revoke_key(1)
+    assert first is not None and first.is_active  # it was active; revoked now
+    again = ks.revoke_key(1)
+    assert again is not None and not again.is_active and again.revoked_at is None
+    assert ks.lookup("swim_pub_" + "a" * 64) is not None  # lookups work on the old shape
+
+    report = KeyStore(f"sqlite:///{db_path}").migrate()
+    assert report.added_columns == ("revoked_at",)
+    ks = KeyStore(f"sqlite:///{db_path}")
+    assert ks.revoke_key(2) is not None
+    later = ks.get(2)
+    assert later is not None and later.revoked_at is not None
+    assert abs((utc_naive() - later.revoked_at).total_seconds()) < 60
+    assert KeyStore(f"sqlite:///{db_path}").migrate().added_columns == ()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import shlex
 import ssl
 import subprocess
 import sys
@@ -110,11 +111,19 @@ def test_json_log_format_and_demo_delivers_a_departure(tmp_path: Path) -> None:
         assert proc.stdout is not None and proc.stderr is not None
         first_log = orjson.loads(proc.stderr.readline())
         assert first_log["level"] == "info" and "listening on ws://" in first_log["msg"]
-        lines = [proc.stdout.readline() for _ in range(5)]
+        lines = [proc.stdout.readline() for _ in range(8)]
         key = re.search(r"demo API key: (\S+)", "".join(lines))
         cmd = re.search(r"(swimctl tail --url (\S+) --key \S+ --airport KJFK)", "".join(lines))
         assert key and cmd, lines
         url = cmd.group(2)
+        # A system key too, and a `tmi issue` command that works exactly as printed.
+        assert re.search(r"system key, for tmi issue and replay --to: swim_sys_\w+",
+                         "".join(lines)), lines
+        [issue] = [line.strip() for line in lines if " tmi issue --type" in line]
+        issued = subprocess.run(shlex.split(issue), capture_output=True, text=True, timeout=60,
+                                env=env)
+        assert issued.returncode == 0, issued.stderr
+        assert issued.stdout.startswith("GDP-KBOS-"), issued.stdout
 
         async def watch() -> dict:
             async with open_websocket_url(url, extra_headers=[

@@ -119,6 +119,19 @@ async def test_record_until_interrupted_and_duration(nursery: trio.Nursery,
         [*SWIM, "record", str(tmp_path / "t.jsonl"), "--url", handle.url, "--duration", "1s",
          "-q"], env=env, capture_stderr=True)
     assert b"wrote 0 events" in timed.stderr
+    # A bare number is seconds, as the help says (`sleep 1`, `timeout 1`).
+    bare = await trio.run_process(
+        [*SWIM, "record", str(tmp_path / "t.jsonl"), "--url", handle.url, "--duration", "1",
+         "-q"], env=env, capture_stderr=True, check=False)
+    assert bare.returncode == 0 and b"wrote 0 events" in bare.stderr, bare.stderr
+    help_text = (await trio.run_process([*SWIM, "record", "--help"], capture_stdout=True,
+                                        env={**env, "COLUMNS": "300"})).stdout.decode()
+    assert "seconds (90), or 30s, 10m, 2h" in help_text
+    wrong = await trio.run_process([*SWIM, "record", str(tmp_path / "t.jsonl"), "--url",
+                                    handle.url, "--duration", "soon"], env=env,
+                                   capture_stderr=True, check=False)
+    assert wrong.returncode == 1
+    assert b"use seconds (90) or a number and a unit: 30s, 10m, 2h" in wrong.stderr
     bad = await trio.run_process([*SWIM, "record", str(tmp_path / "x.jsonl"), "--url",
                                   handle.url, "--key", "swim_bogus_key_0000000000000000"],
                                  capture_stderr=True, check=False)

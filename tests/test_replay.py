@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import socket
 import sys
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,7 @@ from swimctl.core.model import Envelope, format_ts
 from swimctl.hub.config import HubConfig
 from swimctl.hub.service import ServeOptions, run_service
 from swimctl.keys.store import KeyStore
-from swimctl.recordings import EventWriter
+from swimctl.recordings import EventWriter, read_events
 
 BASE = dt.datetime(2026, 11, 26, 18, 0, tzinfo=dt.UTC)
 CMD = [sys.executable, "-m", "swimctl", "replay"]
@@ -116,8 +117,50 @@ async def test_window_and_loop(tmp_path: Path) -> None:
         looped = await trio.run_process([*CMD, str(path), "--stdout", "--speed", "0", "--loop"],
                                         capture_stdout=True, capture_stderr=True, check=False)
         raise AssertionError(f"--loop ended: {looped}")
-    bad = await trio.run_process([*CMD, str(path)], capture_stderr=True, check=False)
-    assert bad.returncode != 0 and b"--stdout or --to" in bad.stderr
+    # Standard output is the default target; --stdout says so explicitly; not with --to.
+    default = await trio.run_process([*CMD, str(path), "--speed", "0"], capture_stdout=True,
+                                     capture_stderr=True)
+    assert default.stdout == result_all(path)
+    bad = await trio.run_process([*CMD, str(path), "--stdout", "--to", "ws://127.0.0.1:1/"],
+                                 capture_stderr=True, check=False)
+    assert bad.returncode == 1 and b"--stdout or --to URL, not both" in bad.stderr
+
+
+def result_all(path: Path) -> bytes:
+    """The JSON Lines `replay --stdout --speed 0` writes for a file: its envelopes, in order."""
+    return b"".join(env.encode() + b"\n" for _, env in read_events(path))
+
+
+async def test_replay_into_a_hub_with_the_wrong_key_or_no_hub_says_why(
+        nursery: trio.Nursery, tmp_path: Any) -> None:
+    """A developer key, or a hub that is not there: one line with the reason, before a single
+    event is read, and never a count that suggests the file held one event."""
+    path = tmp_path / "some.jsonl"
+    make_file(path, 50, 10.0)
+    db = f"sqlite:///{tmp_path}/keys.db"
+    developer, _ = KeyStore(db).create("developer", "reader")
+    handle = await nursery.start(run_service, ServeOptions(
+        config=HubConfig(port=0, db_url=db), load_geography=False))
+    env = {**os.environ, "SWIM_API_KEY": developer}
+    wrong = await trio.run_process([*CMD, str(path), "--to", handle.url, "--speed", "0"],
+                                   env=env, capture_stdout=True, capture_stderr=True,
+                                   check=False)
+    err = wrong.stderr.decode()
+    assert wrong.returncode == 1
+    assert err.strip().splitlines() == [
+        "swimctl: error: publishing needs a system-tier key (FORBIDDEN): this key is "
+        "developer-tier; `swimctl keys create --tier system` makes a system key"]
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    url = f"ws://127.0.0.1:{port}/api/swim/v1/ws"
+    absent = await trio.run_process([*CMD, str(path), "--to", url, "--speed", "0"], env=env,
+                                    capture_stdout=True, capture_stderr=True, check=False)
+    assert absent.returncode == 1
+    assert absent.stderr.decode().strip().splitlines() == [
+        f"swimctl: error: cannot connect to {url}: Connection refused (is the hub running?)"]
+    assert "1 events" not in err + absent.stderr.decode()
+    await handle.shutdown()
 
 
 async def test_replay_an_hour_into_a_hub_once(nursery: trio.Nursery, tmp_path: Any) -> None:
@@ -164,3 +207,18 @@ async def test_replay_an_hour_into_a_hub_once(nursery: trio.Nursery, tmp_path: A
     assert [(m["type"], m["data"], m["timestamp"]) for m in got] == \
         [(e.type, e.data, e.timestamp) for e in events]
     await handle.shutdown()
+
+
+async def test_a_file_with_no_events_at_all_is_an_error(tmp_path: Path) -> None:
+    """Replaying a file that is not an event file is a mistake, not a run of 0 events."""
+    notes = tmp_path / "notes.jsonl"
+    notes.write_text("hello\nthis is not JSON\n")
+    result = await trio.run_process([*CMD, str(notes), "--speed", "0"], capture_stdout=True,
+                                    capture_stderr=True, check=False)
+    assert result.returncode == 1 and result.stdout == b""
+    assert result.stderr.decode().splitlines()[-1] == (
+        f"swimctl: error: no events in {notes}: not JSON Lines event files?")
+    empty = tmp_path / "empty.jsonl"
+    empty.write_bytes(b"")
+    nothing = await trio.run_process([*CMD, str(empty), "--speed", "0"], capture_stderr=True)
+    assert b"played 0 events" in nothing.stderr  # an empty file is just empty

@@ -173,3 +173,65 @@ def test_running_out_of_descriptors_pauses_accept_without_tracebacks(tmp_path: P
     assert "Traceback" not in text, text[-3000:]
     assert text.count("cannot accept connections") == 1
     assert "working again" in text
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        # Out of range: once 99999 listened on 34463 and 70000 on 4464 (the port mod 65536),
+        # and -1 got a getaddrinfo message.
+        (["--port", "99999"], "less than or equal to 65535"),
+        (["--port", "70000"], "less than or equal to 65535"),
+        (["--port", "-1"], "greater than or equal to 0"),
+        (["--metrics-port", "65536"], "less than or equal to 65535"),
+    ],
+)
+def test_port_out_of_range_is_refused(args: list[str], needle: str) -> None:
+    out = subprocess.run([*SWIMCTL, "serve", *args], capture_output=True, text=True, timeout=20)
+    assert out.returncode == 2
+    assert out.stderr.count("\n") == 1 and needle in out.stderr, out.stderr
+    assert "listening" not in out.stderr
+
+
+def test_sources_and_files_are_checked_before_listening(tmp_path: Path) -> None:
+    """Each mistake is one line naming the option and the file, said before the hub listens
+    (a feed typo once came after "listening on", as "TLS: feed source not found")."""
+    db = ["--db", f"sqlite:///{tmp_path}/k.db", "--port", "0"]
+    (tmp_path / "notes.txt").write_text("not a certificate\n")
+    cases = [
+        (["--feed", "vatsm"], "--feed 'vatsm': not 'vatsim', an http(s) URL, or an existing "
+         "snapshot file or directory (did you mean vatsim?)"),
+        (["--tls-cert", "nope.pem", "--tls-key", "nope.key"], "--tls-cert nope.pem: no such file"),
+        (["--tls-cert", str(tmp_path / "notes.txt"), "--tls-key", "nope.key"],
+         f"--tls-cert {tmp_path / 'notes.txt'}: no PEM certificate in it"),
+        (["--events-file", str(tmp_path / "missing" / "e.jsonl")],
+         f"--events-file {tmp_path / 'missing' / 'e.jsonl'}: no such directory"),
+        (["--record", str(tmp_path / "notes.txt")],
+         f"--record {tmp_path / 'notes.txt'}: exists and is not a directory"),
+        (["--db", "keys.db"], "--db: database URL must be sqlite:///PATH or odbc:"),
+        (["--demo", "--db", f"sqlite:///{tmp_path}/other.db"],
+         "--db cannot be used with --demo"),
+    ]
+    for args, expected in cases:
+        out = subprocess.run([*SWIMCTL, "serve", *db, *args], capture_output=True, text=True,
+                             timeout=20, cwd=tmp_path)
+        assert out.returncode == 1, (args, out.stderr)
+        assert out.stderr.count("\n") == 1, (args, out.stderr)
+        assert out.stderr.startswith(f"swimctl: error: {expected}"), (args, out.stderr)
+        assert "listening" not in out.stderr and "TLS:" not in out.stderr
+
+
+def test_a_key_that_does_not_match_the_certificate_is_named(tmp_path: Path) -> None:
+    import trustme
+
+    ca = trustme.CA()
+    cert, other = ca.issue_cert("127.0.0.1"), ca.issue_cert("127.0.0.1")
+    cert.cert_chain_pems[0].write_to_path(str(tmp_path / "cert.pem"))
+    other.private_key_pem.write_to_path(str(tmp_path / "other.key"))
+    out = subprocess.run([*SWIMCTL, "serve", "--port", "0", "--db",
+                          f"sqlite:///{tmp_path}/k.db", "--tls-cert", "cert.pem", "--tls-key",
+                          "other.key"], capture_output=True, text=True, timeout=20,
+                         cwd=tmp_path)
+    assert out.returncode == 1
+    assert out.stderr == ("swimctl: error: --tls-key other.key does not belong to the "
+                          "certificate in --tls-cert cert.pem\n")

@@ -155,6 +155,31 @@ async def test_tail_json_lines_through_a_pipe_survive_a_disconnect(tmp_path: Pat
     assert "Traceback" not in err
 
 
+async def test_ctrl_c_leaves_at_once(tmp_path: Path) -> None:
+    """Ctrl-C sends the hub a close frame and goes: it does not wait for the hub's answer,
+    which the cancelled reader could never take (that wait was a fixed 2 s, blank screen and
+    all). The bound here is loose for a busy machine; the exit takes about 0.1 s."""
+    async with running_hub(tmp_path) as h:
+        proc = await trio.lowlevel.open_process(
+            tail_cmd(h.url, "--json"), env=env_with(h.key), stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE, cwd=str(ROOT))
+        try:
+            await wait_until(lambda: subscribed_clients(h.hub), timeout=15)
+            await h.hub.publish("flight.departed", departure())
+            await read_lines(proc.stdout, 1, bytearray(), timeout=10)
+            started = trio.current_time()
+            proc.send_signal(signal.SIGINT)
+            with trio.fail_after(10):
+                code = await proc.wait()
+            elapsed = trio.current_time() - started
+        finally:
+            if proc.returncode is None:
+                proc.kill()
+                await proc.wait()
+    assert code == 0
+    assert elapsed < 1.0, f"tail took {elapsed:.2f} s to leave after Ctrl-C"
+
+
 async def test_tail_bad_key_exits_1_with_one_line(tmp_path: Path) -> None:
     bad = "swim_dev_" + "f" * 64
     async with running_hub(tmp_path) as h:

@@ -8,13 +8,21 @@ printed exactly once, by `create` or `rotate`; nothing else ever prints one.
 from __future__ import annotations
 
 import datetime as dt
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
 import typer
 
-from swimctl.cli.common import DbOption, fail, parse_duration, resolve_db
+from swimctl.cli.common import (
+    Command,
+    DbOption,
+    fail,
+    parse_duration,
+    plain_table,
+    resolve_db,
+)
 from swimctl.core.model import dumps
 from swimctl.keys import (
     KEEP,
@@ -31,14 +39,16 @@ ExpiresInOption: str | None = typer.Option(
     None,
     "--expires-in",
     envvar="SWIM_KEY_EXPIRES_IN",
-    help="Lifetime from now, e.g. 90d, 12h, 30m, 2w.",
+    metavar="DURATION",
+    help="Lifetime from now, e.g. 90d, 12h, 30m, 2w (a bare number is seconds).",
     show_default=False,
 )
 ExpiresAtOption: str | None = typer.Option(
     None,
     "--expires-at",
     envvar="SWIM_KEY_EXPIRES_AT",
-    help="Absolute expiry, ISO-8601 (naive means UTC), e.g. 2026-01-01T00:00:00Z.",
+    metavar="TIME",
+    help="Absolute expiry, ISO-8601 (naive means UTC), e.g. 2099-01-01T00:00:00Z.",
     show_default=False,
 )
 JsonOption: bool = typer.Option(False, "--json", help="Print JSON instead of text.")
@@ -51,6 +61,8 @@ def _errors() -> Iterator[None]:
         yield
     except KeyStoreError as exc:
         text = " ".join(str(exc).split()) or type(exc).__name__
+        if text.startswith("no key database at "):
+            fail(f"{text}: check --db / SWIM_DB, or make one with `swimctl keys create`")
         if any(sign in text for sign in MISSING_TABLE):
             fail("the key database has no key table yet: create a key, or run "
                  "`swimctl keys init-db` (check --db / SWIM_DB if you expected one)")
@@ -61,9 +73,11 @@ def _errors() -> Iterator[None]:
 MISSING_TABLE = ("no such table", "does not exist", "doesn't exist", "Invalid object name")
 
 
-def _store(db: str | None) -> KeyStore:
+def _store(db: str | None, *, create: bool = True) -> KeyStore:
+    """The key store; `create=False` for commands that work on existing keys, which must not
+    leave a new, empty database (and its directories) behind a mistyped --db."""
     with _errors():
-        return KeyStore(resolve_db(db))
+        return KeyStore(resolve_db(db), create=create)
     raise AssertionError("unreachable")  # pragma: no cover - fail() exits
 
 
@@ -125,14 +139,16 @@ def _print_new_key(api_key: str, record: KeyRecord, as_json: bool, verb: str) ->
     )
 
 
-@app.command()
+@app.command(cls=Command)
 def create(
-    tier: str = typer.Option(..., "--tier", envvar="SWIM_KEY_TIER",
+    tier: str = typer.Option(..., "--tier", envvar="SWIM_KEY_TIER", metavar="TIER",
                              help=f"One of: {', '.join(TIERS)}."),
-    owner: str = typer.Option(..., "--owner", envvar="SWIM_KEY_OWNER", help="Who the key is for."),
-    email: str | None = typer.Option(None, "--email", envvar="SWIM_KEY_EMAIL",
+    owner: str = typer.Option(..., "--owner", envvar="SWIM_KEY_OWNER", metavar="NAME",
+                              help="Who the key is for."),
+    email: str | None = typer.Option(None, "--email", envvar="SWIM_KEY_EMAIL", metavar="EMAIL",
                                      help="Owner's contact address."),
     description: str | None = typer.Option(None, "--description", envvar="SWIM_KEY_DESCRIPTION",
+                                           metavar="TEXT",
                                            help="What the key is for."),
     expires_in: str | None = ExpiresInOption,
     expires_at: str | None = ExpiresAtOption,
@@ -152,7 +168,7 @@ def create(
     _print_new_key(api_key, record, as_json, "created")
 
 
-@app.command("list")
+@app.command("list", cls=Command)
 def list_keys(
     show_all: bool = typer.Option(
         False, "--all", envvar="SWIM_KEY_LIST_ALL", help="Include revoked and expired keys.",
@@ -162,7 +178,7 @@ def list_keys(
     db: str = DbOption,
 ) -> None:
     """List keys (usable ones unless --all); secrets are never shown."""
-    store = _store(db)
+    store = _store(db, create=False)
     with _errors():
         records = store.list(include_inactive=show_all)
     if as_json:
@@ -170,6 +186,12 @@ def list_keys(
         return
     if not records:
         typer.echo("no keys" if show_all else "no usable keys (--all shows revoked and expired)")
+        return
+    if not sys.stdout.isatty():  # a pipe or a file: whole values, no box (times in UTC)
+        typer.echo(plain_table(
+            ["ID", "Tier", "Owner", "Email", "Expires", "Last used", "Status", "Description"],
+            [[str(r.id), r.tier, r.owner_name, r.owner_email or "-", _minute(r.expires_at),
+              _minute(r.last_used_at), r.status(), r.description or "-"] for r in records]))
         return
     from rich import box
     from rich.console import Console
@@ -202,14 +224,14 @@ def _get(store: KeyStore, key_id: int) -> KeyRecord:
     return record
 
 
-@app.command()
+@app.command(cls=Command)
 def show(
     key_id: str = typer.Argument(..., metavar="ID", help="Key id (see `swimctl keys list`)."),
     as_json: bool = JsonOption,
     db: str = DbOption,
 ) -> None:
     """Show one key's record (never the key itself)."""
-    record = _get(_store(db), _parse_id(key_id))
+    record = _get(_store(db, create=False), _parse_id(key_id))
     if as_json:
         _echo_json(record.to_dict())
         return
@@ -223,26 +245,34 @@ def show(
         ("expires", _when(record.expires_at)),
         ("last used", _when(record.last_used_at)),
         ("status", record.status()),
+        *([("revoked", _when(record.revoked_at))] if record.revoked_at else []),
     ):
         typer.echo(f"{label + ':':<13}{value}")
 
 
-@app.command()
+@app.command(cls=Command)
 def revoke(
     key_id: str = typer.Argument(..., metavar="ID", help="Key id to revoke."),
     db: str = DbOption,
 ) -> None:
     """Revoke a key: the hub refuses it once its cache entry lapses (60 s at most)."""
     ident = _parse_id(key_id)
-    store = _store(db)
+    store = _store(db, create=False)
     with _errors():
-        found = store.revoke(ident)
-    if not found:
+        before = store.revoke_key(ident)
+    if before is None:
         fail(f"no key with id {ident}")
-    typer.echo(f"revoked key {ident}")
+    if before.is_active:
+        typer.echo(f"revoked key {ident}")
+    elif before.revoked_at is not None:
+        typer.echo(f"key {ident} was already revoked, at {_when(before.revoked_at)}; "
+                   "nothing changed")
+    else:
+        typer.echo(f"key {ident} was already revoked (when was not recorded: revoked before "
+                   "`swimctl keys migrate` added revoked_at); nothing changed")
 
 
-@app.command()
+@app.command(cls=Command)
 def rotate(
     key_id: str = typer.Argument(..., metavar="ID", help="Key id to replace."),
     expires_in: str | None = ExpiresInOption,
@@ -262,7 +292,7 @@ def rotate(
     if no_expiry and (expires_in is not None or expires_at is not None):
         fail("--no-expiry cannot be combined with --expires-in or --expires-at")
     expires = _parse_expiry(expires_in, expires_at)
-    store = _store(db)
+    store = _store(db, create=False)
     with _errors():
         if no_expiry:
             api_key, record = store.rotate(ident, expires_at=None)
@@ -273,7 +303,7 @@ def rotate(
     _print_new_key(api_key, record, as_json, f"rotated key {ident}:")
 
 
-@app.command("init-db")
+@app.command("init-db", cls=Command)
 def init_db(db: str = DbOption) -> None:
     """Create the key table if it does not exist (safe to repeat)."""
     store = _store(db)
@@ -284,7 +314,7 @@ def init_db(db: str = DbOption) -> None:
     typer.echo(f"table {store.table} {state} ({dialect})")
 
 
-@app.command()
+@app.command(cls=Command)
 def migrate(as_json: bool = JsonOption, db: str = DbOption) -> None:
     """Hash plain-text keys in an existing table in place; keys keep working; safe to repeat."""
     store = _store(db)
@@ -298,6 +328,7 @@ def migrate(as_json: bool = JsonOption, db: str = DbOption) -> None:
                 "hashed": report.hashed,
                 "already_hashed": report.already_hashed,
                 "skipped": report.skipped,
+                "added_columns": list(report.added_columns),
             }
         )
         return
@@ -305,6 +336,8 @@ def migrate(as_json: bool = JsonOption, db: str = DbOption) -> None:
         typer.echo(f"table {store.table} did not exist: created it")
     if report.widened:
         typer.echo("widened api_key to 64 characters")
+    for name in report.added_columns:
+        typer.echo(f"added column {name}")
     typer.echo(
         f"hashed {report.hashed} plain-text keys; {report.already_hashed} already hashed; "
         f"{report.skipped} empty skipped"

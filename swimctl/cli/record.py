@@ -28,6 +28,7 @@ from swimctl.cli.common import (
     UrlOption,
     fail,
     parse_duration,
+    warn_unknown_airports,
 )
 from swimctl.client import (
     AuthError,
@@ -95,7 +96,7 @@ async def record_events(
 ) -> None:
     """Subscribe and write until the duration passes or `count` events are written."""
     stats.started = trio.current_time()
-    writer = EventWriter(path)
+    writer: EventWriter | None = None  # opened with the first event: a failure leaves no file
     try:
         async with connect(url, key, ca_file=ca_file) as client, trio.open_nursery() as inner:
             # Subscribe in the background and read items here: a fatal error (bad key) ends
@@ -107,6 +108,8 @@ async def record_events(
                         if item.is_heartbeat and not heartbeats:
                             continue
                         text = item.text.encode()
+                        if writer is None:
+                            writer = EventWriter(path)
                         writer.write(text if b"\n" not in text else item.envelope.encode())
                         stats.written += 1
                         stats.by_type[item.type] += 1
@@ -127,7 +130,8 @@ async def record_events(
             inner.cancel_scope.cancel()
             await client.aclose()
     finally:
-        writer.close()
+        if writer is not None:
+            writer.close()
         stats.finished = trio.current_time()
 
 
@@ -153,14 +157,15 @@ def print_summary(path: str, stats: RecordStats, interrupted: bool) -> None:
 
 
 def record(
-    file: str = typer.Argument(..., help="Output: .jsonl or .jsonl.gz (appended to)."),
+    file: str = typer.Argument(..., metavar="FILE",
+                               help="Output: .jsonl or .jsonl.gz (appended to)."),
     url: str = UrlOption,
     key: str = KeyOption,
     airport: list[str] = AirportOption,
     artcc: list[str] = ArtccOption,
     callsign_prefix: list[str] = CallsignPrefixOption,
     bbox: str = BboxOption,
-    events: str = typer.Option(None, "--events", envvar="SWIM_EVENTS",
+    events: str = typer.Option(None, "--events", envvar="SWIM_EVENTS", metavar="CHANNELS",
                                help="Comma-separated channels (default: flight lifecycle "
                                "events and tmi.*)."),
     positions: bool = typer.Option(False, "--positions", envvar="SWIM_POSITIONS",
@@ -168,8 +173,9 @@ def record(
     heartbeats: bool = typer.Option(False, "--heartbeats", envvar="SWIM_RECORD_HEARTBEATS",
                                     help="Also record heartbeats."),
     duration: str = typer.Option(None, "--duration", envvar="SWIM_RECORD_DURATION",
-                                 help="Stop after this long (30s, 10m, 2h)."),
-    count: int = typer.Option(None, "--count", min=1, envvar="SWIM_RECORD_COUNT",
+                                 metavar="DURATION",
+                                 help="Stop after this long: seconds (90), or 30s, 10m, 2h."),
+    count: int = typer.Option(None, "--count", min=1, envvar="SWIM_RECORD_COUNT", metavar="N",
                               help="Stop after this many events."),
     ca_file: str = CaFileOption,
     quiet: bool = typer.Option(False, "--quiet", "-q", envvar="SWIM_QUIET",
@@ -194,6 +200,7 @@ def record(
         fail(str(exc))
     if airport:
         filters["airports"] = airport
+        warn_unknown_airports(airport)
     if artcc:
         filters["artccs"] = artcc
     if callsign_prefix:
@@ -209,7 +216,8 @@ def record(
         interrupted = True
     except (OSError, SwimError, BaseExceptionGroup) as exc:
         err = _unwrap(exc)
-        print_summary(file, stats, False)
+        if stats.written or stats.reconnects:  # a run that got somewhere: say how far
+            print_summary(file, stats, False)
         if isinstance(err, AuthError):
             fail(f"the hub refused the API key (AUTH_FAILED): {err}")
         if isinstance(err, RequestError):

@@ -54,18 +54,24 @@ class ReplayStats:
     rejections: list[str] = attrs.field(factory=list)
     by_type: Counter[str] = attrs.field(factory=Counter)
     reports: list[ReadReport] = attrs.field(factory=list)
+    read_to_end: set[int] = attrs.field(factory=set)  # files (by index) read to their end
+    last_line: dict[int, int] = attrs.field(factory=dict)  # by file index: the line reached
     started: float | None = None
     finished: float | None = None
     loops: int = 0
 
 
 class Sink(Protocol):
+    async def open(self) -> None: ...
     async def emit(self, env: Envelope, event_id: str, where: str) -> None: ...
     async def aclose(self) -> None: ...
 
 
 class StdoutSink:
     """JSON Lines on stdout: flushed per line when paced, in blocks when flat out."""
+
+    async def open(self) -> None:
+        pass
 
     def __init__(self, paced: bool) -> None:
         self.out = sys.stdout.buffer
@@ -102,6 +108,15 @@ class HubSink:
             connect(self.url, self.key, self.ca_file))
         self.connected_once = True
         return self.session
+
+    async def open(self) -> None:
+        """Connect before the first event is read, so a hub that is not there or a key that
+        may not publish ends the run at once with its reason, before anything is played."""
+        session = await self._connect()
+        tier = (session.hello.get("data") or {}).get("tier")
+        if isinstance(tier, str) and tier != "system":
+            raise HubError("FORBIDDEN", f"this key is {tier}-tier; "
+                           "`swimctl keys create --tier system` makes a system key")
 
     async def _drop(self) -> None:
         self.session = None
@@ -233,6 +248,7 @@ async def play(files: list[str], sink: Sink, stats: ReplayStats, *, speed: float
     """Play every file in order (forever with `loop`), pacing by event time."""
     stats.started = trio.current_time()
     try:
+        await sink.open()
         passes = 0
         while True:
             clock = Clock(speed)
@@ -259,6 +275,7 @@ async def _play_file(path: str, index: int, report: ReadReport, sink: Sink, stat
     name = Path(path).name
     line_no = 0
     for line_no, env in read_events(path, report):
+        stats.last_line[index] = line_no
         moment = parse_ts(env.timestamp)
         if (since is not None and moment < since) or (until is not None and moment > until):
             stats.skipped_window += 1
@@ -274,6 +291,7 @@ async def _play_file(path: str, index: int, report: ReadReport, sink: Sink, stat
         stats.by_type[env.type] += 1
         progress.update(index, report, line_no, stats.played,
                         trio.current_time() - (stats.started or 0.0))
+    stats.read_to_end.add(index)
     progress.update(index, report, line_no, stats.played,
                     trio.current_time() - (stats.started or 0.0), force=True)
 
@@ -287,8 +305,12 @@ def parse_event_time(text: str, flag: str) -> dt.datetime:
 
 def print_summary(stats: ReplayStats, to_hub: bool, interrupted: bool) -> None:
     err = sys.stderr
-    for report in stats.reports:
-        print(report.summary(), file=err)
+    for index, report in enumerate(stats.reports):
+        if index in stats.read_to_end:
+            print(report.summary(), file=err)
+        else:  # say where it stopped, not "N events" as if the file held only those
+            print(f"{report.path}: stopped at line {stats.last_line.get(index, 0)}, "
+                  "before its end", file=err)
     elapsed = (stats.finished or 0.0) - (stats.started or 0.0)
     rate = stats.played / elapsed if elapsed > 0 else 0.0
     head = "interrupted: " if interrupted else ""
@@ -309,32 +331,35 @@ def print_summary(stats: ReplayStats, to_hub: bool, interrupted: bool) -> None:
 
 
 def replay(
-    files: list[str] = typer.Argument(..., help="Event files (.jsonl or .jsonl.gz), in order."),
+    files: list[str] = typer.Argument(..., metavar="FILE",
+                                      help="Event files (.jsonl or .jsonl.gz), in order."),
     speed: float = typer.Option(1.0, "--speed", min=0.0, envvar="SWIM_REPLAY_SPEED",
+                                metavar="FACTOR",
                                 help="Time scale: 2 = twice as fast; 0 = as fast as possible."),
-    since: str = typer.Option(None, "--from", envvar="SWIM_REPLAY_FROM",
+    since: str = typer.Option(None, "--from", envvar="SWIM_REPLAY_FROM", metavar="TIME",
                               help="Skip events before this event time (ISO)."),
-    until: str = typer.Option(None, "--until", envvar="SWIM_REPLAY_UNTIL",
+    until: str = typer.Option(None, "--until", envvar="SWIM_REPLAY_UNTIL", metavar="TIME",
                               help="Skip events after this event time (ISO)."),
     loop: bool = typer.Option(False, "--loop", envvar="SWIM_REPLAY_LOOP",
                               help="Start over at the end, until Ctrl-C."),
     stdout: bool = typer.Option(False, "--stdout", envvar="SWIM_REPLAY_STDOUT",
-                                help="Write the events as JSON Lines."),
-    to: str = typer.Option(None, "--to", envvar="SWIM_REPLAY_TO",
+                                help="Write the events as JSON Lines on standard output "
+                                "(the default without --to)."),
+    to: str = typer.Option(None, "--to", envvar="SWIM_REPLAY_TO", metavar="URL",
                            help="Publish into the hub at this ws:// or wss:// URL."),
-    key: str = typer.Option(None, "--key", envvar="SWIM_API_KEY",
+    key: str = typer.Option(None, "--key", envvar="SWIM_API_KEY", metavar="KEY",
                             help="System-tier API key for --to.", show_default=False),
     ca_file: str = CaFileOption,
     max_rate: float = typer.Option(
-        1000.0, "--max-rate", min=0.0, envvar="SWIM_REPLAY_MAX_RATE",
+        1000.0, "--max-rate", min=0.0, envvar="SWIM_REPLAY_MAX_RATE", metavar="N",
         help="Publishes per second at most (a hub takes 2,000/s from a system-tier key by "
         "default); 0 = no client-side limit."),
     progress: bool = typer.Option(None, "--progress/--no-progress", envvar="SWIM_PROGRESS",
                                   help="Progress bar on stderr (default: on a terminal)."),
 ) -> None:
     """Play recorded events again, keeping their spacing, to stdout or into a hub."""
-    if stdout == bool(to):
-        fail("give exactly one of --stdout or --to URL")
+    if stdout and to:
+        fail("give --stdout or --to URL, not both")
     if to and not key:
         fail("--to needs --key (or SWIM_API_KEY) with a system-tier key")
     if to and not to.startswith(("ws://", "wss://")):
@@ -360,7 +385,8 @@ def replay(
         interrupted = True
     except HubError as exc:
         bar.stop()
-        print_summary(stats, bool(to), interrupted)
+        if stats.played:  # it got somewhere: say how far before saying why it stopped
+            print_summary(stats, bool(to), interrupted)
         fail(_hub_error_text(exc))
     except BrokenPipeError:
         # The reader went away (`| head`): stop quietly, and keep Python from complaining.
@@ -370,11 +396,14 @@ def replay(
     print_summary(stats, bool(to), interrupted)
     if interrupted:
         raise typer.Exit(130)
+    unreadable = [r.path for r in stats.reports if r.events == 0 and r.bad]
+    if unreadable and not stats.played:
+        fail(f"no events in {', '.join(unreadable)}: not JSON Lines event files?")
 
 
 def _hub_error_text(exc: HubError) -> str:
     if exc.code == "AUTH_FAILED":
         return f"the hub refused the API key (AUTH_FAILED): {exc.message}"
     if exc.code == "FORBIDDEN":
-        return "publishing needs a system-tier key (FORBIDDEN)"
+        return f"publishing needs a system-tier key (FORBIDDEN): {exc.message}"
     return str(exc)

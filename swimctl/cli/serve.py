@@ -2,20 +2,30 @@
 
 from __future__ import annotations
 
+import difflib
+import os
+import shutil
 import ssl
+import sys
+from pathlib import Path
 
 import trio
 import typer
+from typer._click.core import ParameterSource
 
 from swimctl.cli.common import DbOption, fail, leaf_exceptions, resolve_db
 from swimctl.hub.config import DEFAULT_PORT, HubConfig
 from swimctl.hub.demo import DEMO_FEED_INTERVAL, banner, issue_sample_ground_stop, prepare_demo
 from swimctl.hub.service import ServeOptions, ServiceHandle, run_service
+from swimctl.keys import KeyStore, KeyStoreError
 from swimctl.keys.records import DEFAULT_TIER_CAPS
 from swimctl.logs import setup_logging
 
 TIER_LIMIT_HELP = "Connections per key for a tier, TIER=N (repeatable). Defaults: " + ", ".join(
     f"{tier}={cap}" for tier, cap in DEFAULT_TIER_CAPS.items())
+
+# Options --demo sets itself: given on the command line, they would be silently ignored.
+DEMO_OWNS = {"db": "--db"}
 
 
 def parse_tier_caps(values: list[str]) -> dict[str, int]:
@@ -28,59 +38,147 @@ def parse_tier_caps(values: list[str]) -> dict[str, int]:
     return caps
 
 
+def check_feed(spec: str) -> str | None:
+    """Why `--feed` cannot work, or None: 'vatsim', an http(s) URL, or an existing snapshot
+    file or directory (checked before the hub listens, so a typo is the first thing said)."""
+    if spec == "vatsim" or spec.startswith(("http://", "https://")):
+        return None
+    if os.path.exists(spec):
+        return None
+    hint = " (did you mean vatsim?)" if difflib.get_close_matches(spec, ["vatsim"]) else ""
+    return (f"--feed {spec!r}: not 'vatsim', an http(s) URL, or an existing snapshot file or "
+            f"directory{hint}")
+
+
+def check_tls(cert: str, key: str) -> str | None:
+    """Why the certificate and key cannot be loaded, naming the file at fault, or None."""
+    for flag, path, marker in (("--tls-cert", cert, b"-----BEGIN CERTIFICATE-----"),
+                               ("--tls-key", key, b"PRIVATE KEY-----")):
+        if not os.path.isfile(path):
+            return f"{flag} {path}: no such file"
+        try:
+            with open(path, "rb") as handle:
+                text = handle.read(1 << 20)
+        except OSError as exc:
+            return f"{flag} {path}: {exc.strerror or exc}"
+        if marker not in text:
+            what = "certificate" if flag == "--tls-cert" else "private key"
+            return f"{flag} {path}: no PEM {what} in it"
+    try:
+        ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(cert, key)
+    except ssl.SSLError as exc:
+        reason = exc.reason or str(exc)
+        if reason == "KEY_VALUES_MISMATCH":
+            return f"--tls-key {key} does not belong to the certificate in --tls-cert {cert}"
+        return f"--tls-cert {cert} / --tls-key {key}: cannot load them ({reason}); both PEM?"
+    except OSError as exc:
+        return f"--tls-cert {cert} / --tls-key {key}: {exc.strerror or exc}"
+    return None
+
+
+def check_paths(events_file: str | None, record: str | None) -> str | None:
+    """An events file in a directory that does not exist would be waited for forever; a
+    record directory that cannot be made would fail only after the hub listens."""
+    if events_file:
+        parent = Path(events_file).resolve().parent
+        if not parent.is_dir():
+            return f"--events-file {events_file}: no such directory {parent}"
+        if Path(events_file).is_dir():
+            return f"--events-file {events_file}: is a directory, not a file"
+    if record:
+        target = Path(record)
+        if target.exists() and not target.is_dir():
+            return f"--record {record}: exists and is not a directory"
+        try:  # made now rather than by the recorder, so a failure is said before listening
+            target.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            return f"--record {record}: cannot create it: {exc.strerror or exc}"
+        if not os.access(target, os.W_OK):
+            return f"--record {record}: not writable"
+    return None
+
+
+def program_name() -> str:
+    """How to run swimctl again, as the user ran it: `swimctl` when that is on PATH, else the
+    path it was started by (a venv's bin/swimctl, a binary in the current directory)."""
+    argv0 = sys.argv[0] if sys.argv and sys.argv[0] else "swimctl"
+    if argv0.endswith("__main__.py"):  # python -m swimctl
+        return f"{sys.executable} -m swimctl"
+    found = shutil.which("swimctl")
+    try:
+        if found and os.path.samefile(found, argv0):
+            return "swimctl"
+    except OSError:
+        pass
+    return os.path.abspath(argv0) if os.path.exists(argv0) else "swimctl"
+
+
+def _given(ctx: typer.Context, name: str) -> bool:
+    return ctx.get_parameter_source(name) is ParameterSource.COMMANDLINE
+
+
 def serve(
-    host: str = typer.Option("127.0.0.1", envvar="SWIM_HOST", help="Address to listen on."),
-    port: int = typer.Option(DEFAULT_PORT, envvar="SWIM_PORT", help="TCP port; 0 picks one."),
+    ctx: typer.Context,
+    host: str = typer.Option("127.0.0.1", envvar="SWIM_HOST", metavar="HOST",
+                             help="Address to listen on."),
+    port: int = typer.Option(DEFAULT_PORT, envvar="SWIM_PORT", metavar="PORT", min=0, max=65535,
+                             help="TCP port, 1-65535; 0 picks a free one."),
     db: str = DbOption,
-    heartbeat: float = typer.Option(30.0, envvar="SWIM_HEARTBEAT", min=0.05,
+    heartbeat: float = typer.Option(30.0, envvar="SWIM_HEARTBEAT", min=0.05, metavar="SECONDS",
                                     help="Seconds between system.heartbeat events."),
-    history_size: int = typer.Option(100_000, envvar="SWIM_HISTORY_SIZE", min=0,
+    history_size: int = typer.Option(100_000, envvar="SWIM_HISTORY_SIZE", min=0, metavar="COUNT",
                                      help="Events held for resume (count)."),
     history_age: float = typer.Option(3600.0, envvar="SWIM_HISTORY_AGE", min=0,
+                                      metavar="SECONDS",
                                       help="Events held for resume (seconds; 0 = no age bound)."),
     tier_limit: list[str] = typer.Option(
-        [], "--tier-limit", envvar="SWIM_TIER_LIMIT",
+        [], "--tier-limit", envvar="SWIM_TIER_LIMIT", metavar="TIER=N",
         help=TIER_LIMIT_HELP,
     ),
     outbox_limit: int = typer.Option(
-        4 * 1024 * 1024, envvar="SWIM_OUTBOX_LIMIT", min=65536,
+        4 * 1024 * 1024, envvar="SWIM_OUTBOX_LIMIT", min=65536, metavar="BYTES",
         help="Unsent bytes allowed per client before it is closed (4008)."),
     coalesce_ms: float = typer.Option(
-        1.0, envvar="SWIM_COALESCE_MS", min=0, max=1000,
+        1.0, envvar="SWIM_COALESCE_MS", min=0, max=1000, metavar="MS",
         help="Events published within this many ms of the last fan-out are written to each "
         "client together (one system call per burst); 0 writes each event on its own."),
-    events_file: str = typer.Option(None, envvar="SWIM_EVENTS_FILE",
+    events_file: str = typer.Option(None, envvar="SWIM_EVENTS_FILE", metavar="FILE",
                                     help="Follow this JSON Lines event file."),
-    feed: str = typer.Option(None, envvar="SWIM_FEED",
+    feed: str = typer.Option(None, envvar="SWIM_FEED", metavar="SOURCE",
                              help="VATSIM feed: 'vatsim', a URL, a snapshot file or directory."),
     feed_interval: float = typer.Option(15.0, envvar="SWIM_FEED_INTERVAL", min=0,
+                                        metavar="SECONDS",
                                         help="Seconds between feed cycles (0 = flat out)."),
     feed_loop: bool = typer.Option(False, "--feed-loop", envvar="SWIM_FEED_LOOP",
                                    help="Start a file/directory feed over at its end."),
-    record: str = typer.Option(None, "--record", envvar="SWIM_RECORD",
+    record: str = typer.Option(None, "--record", envvar="SWIM_RECORD", metavar="DIR",
                                help="Write the whole stream to hourly files in this directory."),
     auth_fail_burst: int = typer.Option(
-        20, envvar="SWIM_AUTH_FAIL_BURST", min=0,
+        20, envvar="SWIM_AUTH_FAIL_BURST", min=0, metavar="N",
         help="Failed authentications one address (IPv6: one /64) may make before its "
         "handshakes are refused without a lookup; 0 turns the throttle off (behind a proxy "
         "every client shares its address)."),
     auth_fail_rate: float = typer.Option(
-        1.0, envvar="SWIM_AUTH_FAIL_RATE", min=0,
+        1.0, envvar="SWIM_AUTH_FAIL_RATE", min=0, metavar="PER_SECOND",
         help="Failed authentications per second an address earns back."),
     legacy_keys: bool = typer.Option(
         False, "--legacy-keys", envvar="SWIM_LEGACY_KEYS",
         help="Also accept keys without the swim_xxx_<64 hex> format (plain-text keys of an "
         "older deployment, hashed by `keys migrate`)."),
-    tls_cert: str = typer.Option(None, envvar="SWIM_TLS_CERT", help="PEM certificate (wss://)."),
-    tls_key: str = typer.Option(None, envvar="SWIM_TLS_KEY", help="PEM private key."),
-    metrics_port: int = typer.Option(None, envvar="SWIM_METRICS_PORT", min=0,
+    tls_cert: str = typer.Option(None, envvar="SWIM_TLS_CERT", metavar="FILE",
+                                 help="PEM certificate (wss://)."),
+    tls_key: str = typer.Option(None, envvar="SWIM_TLS_KEY", metavar="FILE",
+                                help="PEM private key."),
+    metrics_port: int = typer.Option(None, envvar="SWIM_METRICS_PORT", metavar="PORT",
+                                     min=0, max=65535,
                                      help="Serve Prometheus /metrics and /healthz on this port."),
     demo: bool = typer.Option(False, "--demo", envvar="SWIM_DEMO",
                               help="No setup, no network: a temporary key store, a demo key, "
                               "recorded VATSIM traffic in a loop and a sample ground stop."),
-    log_level: str = typer.Option("info", envvar="SWIM_LOG_LEVEL",
+    log_level: str = typer.Option("info", envvar="SWIM_LOG_LEVEL", metavar="LEVEL",
                                   help="debug, info, warning or error."),
-    log_format: str = typer.Option("text", envvar="SWIM_LOG_FORMAT", help="text or json."),
+    log_format: str = typer.Option("text", envvar="SWIM_LOG_FORMAT", metavar="FORMAT",
+                                   help="text or json."),
 ) -> None:
     """Run the hub: WebSocket server, keys, subscriptions, history, heartbeat, sources."""
     if log_level.lower() not in ("debug", "info", "warning", "error"):
@@ -93,22 +191,42 @@ def serve(
         caps = parse_tier_caps(tier_limit)
     except ValueError as exc:
         fail(str(exc))
+    problem = ((check_feed(feed) if feed else None)
+               or (check_tls(tls_cert, tls_key) if tls_cert and tls_key else None)
+               or check_paths(events_file, record))
+    if problem:
+        fail(problem)
+    if demo:
+        for name, flag in DEMO_OWNS.items():
+            if _given(ctx, name):
+                fail(f"{flag} cannot be used with --demo: the demo makes its own throw-away "
+                     "key store")
+    elif db:
+        try:
+            KeyStore(db)
+        except KeyStoreError as exc:
+            fail(f"--db: {exc}")
     setup_logging(log_level, log_format)
     on_ready = None
     setup = None
     if demo:
+        if db:  # from SWIM_DB: not an option the user typed here, so a note, not a refusal
+            typer.echo("swimctl: note: SWIM_DB is not used with --demo (it makes its own "
+                       "throw-away key store)", err=True)
         setup = prepare_demo()
         db = setup.db_url
         feed = feed or setup.feed_dir
         feed_loop = True
-        if feed_interval == 15.0:
+        if not _given(ctx, "feed_interval"):
             feed_interval = DEMO_FEED_INTERVAL
-        if heartbeat == 30.0:
+        if not _given(ctx, "heartbeat"):
             heartbeat = DEMO_FEED_INTERVAL  # so a watcher sees the hub's pulse and feed age
+        program = program_name()
 
         async def on_ready(handle: ServiceHandle) -> None:
             await issue_sample_ground_stop(handle.hub)
-            typer.echo(banner(handle.url, setup.api_key))
+            typer.echo(banner(handle.url, setup.api_key, system_key=setup.system_key,
+                              program=program))
 
     config = HubConfig(
         host=host, port=port, db_url=resolve_db(db), heartbeat_interval=heartbeat,
@@ -129,10 +247,12 @@ def serve(
         if all(isinstance(e, KeyboardInterrupt) for e in leaves):
             return
         for leaf in leaves:
+            if isinstance(leaf, ssl.SSLError):
+                fail(f"TLS: {leaf.reason or leaf}")
             if isinstance(leaf, OSError) and leaf.errno is not None:
                 fail(f"cannot serve on {host}:{port}: {leaf.strerror or leaf}")
-            if isinstance(leaf, ssl.SSLError | FileNotFoundError):
-                fail(f"TLS: {leaf}")
+            if isinstance(leaf, OSError | KeyStoreError):
+                fail(str(leaf))
         raise
     finally:
         if setup is not None:

@@ -25,6 +25,7 @@ from swimctl.cli.common import (
     KeyOption,
     UrlOption,
     fail,
+    warn_unknown_airports,
 )
 from swimctl.cli.tui import TailState, apply_event, notice, render
 
@@ -86,6 +87,13 @@ def _state_line(item: swim.StateChange, url: str) -> str | None:
     return None
 
 
+def state_detail(item: swim.StateChange) -> str:
+    """What the live view shows after the state word (DISCONNECTED — retrying in ...)."""
+    if item.state is swim.State.DISCONNECTED:
+        return f"— retrying in {item.retry_in:.1f}s (attempt {item.attempt}): {item.reason}"
+    return ""
+
+
 def _resumed_line(item: swim.Resumed) -> str:
     if item.recovered:
         return f"resumed after seq {item.from_seq}: nothing missed"
@@ -142,11 +150,7 @@ async def _live_loop(client: swim.SwimClient) -> None:
                     apply_event(state, item.type, item.timestamp, item.data, item.seq)
                 elif isinstance(item, swim.StateChange):
                     state.state = item.state.value
-                    if item.state is swim.State.DISCONNECTED:
-                        state.state_detail = (f"— retrying in {item.retry_in:.1f}s "
-                                              f"(attempt {item.attempt}): {item.reason}")
-                    else:
-                        state.state_detail = ""
+                    state.state_detail = state_detail(item)
                 elif isinstance(item, swim.Resumed):
                     if not item.recovered:
                         notice(state, _resumed_line(item))
@@ -211,7 +215,7 @@ def tail(
     artcc: list[str] = ArtccOption,
     callsign_prefix: list[str] = CallsignPrefixOption,
     bbox: str = BboxOption,
-    events: str = typer.Option(DEFAULT_EVENTS, "--events", envvar="SWIM_EVENTS",
+    events: str = typer.Option(DEFAULT_EVENTS, "--events", envvar="SWIM_EVENTS", metavar="CHANNELS",
                                help="Comma-separated channel patterns."),
     positions: bool = typer.Option(False, "--positions", envvar="SWIM_POSITIONS",
                                    help="Also show flight.positions."),
@@ -230,6 +234,7 @@ def tail(
     filters: dict[str, Any] = {}
     if airport:
         filters["airports"] = _split(airport)
+        warn_unknown_airports(filters["airports"])
     if artcc:
         filters["artccs"] = _split(artcc)
     if callsign_prefix:

@@ -18,7 +18,16 @@ import orjson
 import trio
 import typer
 
-from swimctl.cli.common import CaFileOption, KeyOption, UrlOption, fail, parse_duration
+from swimctl.cli.common import (
+    CaFileOption,
+    Command,
+    KeyOption,
+    UrlOption,
+    fail,
+    parse_duration,
+    plain_table,
+    warn_unknown_airports,
+)
 from swimctl.client.publisher import (
     HubError,
     HubSession,
@@ -77,9 +86,9 @@ def next_program_id(program_type: str, airport: str, day: dt.date,
     return book.next_id(program_type, airport, day)
 
 
-def _require_key(key: str | None) -> str:
+def _require_key(key: str | None, what: str = "a system-tier key") -> str:
     if not key:
-        fail("--key (or SWIM_API_KEY) is required: a system-tier key")
+        fail(f"--key (or SWIM_API_KEY) is required: {what}")
     return key
 
 
@@ -155,28 +164,34 @@ def _emit_program(data: dict[str, Any], as_json: bool, verb: str) -> None:
     print(", ".join(parts), file=sys.stderr)
 
 
-@app.command("issue")
+@app.command("issue", cls=Command)
 def issue(
-    program_type: str = typer.Option(..., "--type", envvar="SWIM_TMI_TYPE",
+    program_type: str = typer.Option(..., "--type", envvar="SWIM_TMI_TYPE", metavar="GS|GDP",
                                      help="GS (ground stop) or GDP."),
-    airport: str = typer.Option(..., "--airport", envvar="SWIM_TMI_AIRPORT",
+    airport: str = typer.Option(..., "--airport", envvar="SWIM_TMI_AIRPORT", metavar="ICAO",
                                 help="ICAO code, e.g. KJFK."),
-    until: str = typer.Option(..., "--until", envvar="SWIM_TMI_UNTIL",
+    until: str = typer.Option(..., "--until", envvar="SWIM_TMI_UNTIL", metavar="TIME",
                               help="End: ISO-8601 or relative (+30m, +2h)."),
-    start: str = typer.Option(None, "--start", envvar="SWIM_TMI_START",
+    start: str = typer.Option(None, "--start", envvar="SWIM_TMI_START", metavar="TIME",
                               help="Start (default now): ISO or relative."),
-    reason: str = typer.Option("", "--reason", envvar="SWIM_TMI_REASON", help="Why, in words."),
-    rate: int = typer.Option(None, "--rate", min=1, envvar="SWIM_TMI_RATE",
+    reason: str = typer.Option("", "--reason", envvar="SWIM_TMI_REASON", metavar="TEXT",
+                               help="Why, in words."),
+    rate: int = typer.Option(None, "--rate", min=1, envvar="SWIM_TMI_RATE", metavar="N",
                              help="GDP arrivals per hour (GDP only)."),
     avg_delay: int = typer.Option(None, "--avg-delay", min=0, envvar="SWIM_TMI_AVG_DELAY",
+                                  metavar="MINUTES",
                                   help="GDP average delay, min."),
     max_delay: int = typer.Option(None, "--max-delay", min=0, envvar="SWIM_TMI_MAX_DELAY",
+                                  metavar="MINUTES",
                                   help="GDP maximum delay, min."),
-    scope: str = typer.Option(None, "--scope", envvar="SWIM_TMI_SCOPE",
+    scope: str = typer.Option(None, "--scope", envvar="SWIM_TMI_SCOPE", metavar="ARTCCS",
                               help="ARTCCs in scope, e.g. ZNY,ZDC."),
-    program_id: str = typer.Option(None, "--id", envvar="SWIM_TMI_ID",
+    program_id: str = typer.Option(None, "--id", envvar="SWIM_TMI_ID", metavar="PROGRAM_ID",
                                    help="Use this program id (default: next "
                                    "free TYPE-AIRPORT-YYYYMMDD-N)."),
+    unlisted_airport: bool = typer.Option(
+        False, "--unlisted-airport", envvar="SWIM_TMI_UNLISTED_AIRPORT",
+        help="Issue it even though --airport is not in the airport table."),
     as_json: bool = typer.Option(False, "--json", help="Print the issued program as JSON."),
     url: str = UrlOption,
     key: str = KeyOption,
@@ -189,6 +204,12 @@ def issue(
     icao = airport.strip().upper()
     if not _ICAO.match(icao):
         fail(f"--airport: {airport!r} is not an ICAO code like KJFK")
+    if not unlisted_airport:
+        from swimctl.cli.airports import load_codes, unknown_airport
+
+        unknown = unknown_airport(icao, load_codes())
+        if unknown:
+            fail(f"{unknown} (give --unlisted-airport to issue it all the same)")
     if ptype == "GS" and (rate is not None or avg_delay is not None or max_delay is not None):
         fail("--rate, --avg-delay and --max-delay apply to a GDP, not a GS")
     if ptype == "GDP" and rate is None:
@@ -249,15 +270,17 @@ def _program_from_list(programs: list[dict[str, Any]], program_id: str) -> dict[
     raise HubError("", f"no active program {program_id!r} (see `swimctl tmi list`)")
 
 
-@app.command("modify")
+@app.command("modify", cls=Command)
 def modify(
-    program_id: str = typer.Argument(..., help="The program, e.g. GS-KJFK-20261126-1."),
-    until: str = typer.Option(None, "--until", envvar="SWIM_TMI_UNTIL",
+    program_id: str = typer.Argument(..., metavar="PROGRAM_ID",
+                                    help="The program, e.g. GS-KJFK-20261126-1."),
+    until: str = typer.Option(None, "--until", envvar="SWIM_TMI_UNTIL", metavar="TIME",
                               help="New end: ISO-8601 or relative (+30m)."),
-    rate: int = typer.Option(None, "--rate", min=1, envvar="SWIM_TMI_RATE",
+    rate: int = typer.Option(None, "--rate", min=1, envvar="SWIM_TMI_RATE", metavar="N",
                              help="New GDP rate (arrivals per hour)."),
-    reason: str = typer.Option(None, "--reason", envvar="SWIM_TMI_REASON", help="New reason."),
-    scope: str = typer.Option(None, "--scope", envvar="SWIM_TMI_SCOPE",
+    reason: str = typer.Option(None, "--reason", envvar="SWIM_TMI_REASON", metavar="TEXT",
+                               help="New reason."),
+    scope: str = typer.Option(None, "--scope", envvar="SWIM_TMI_SCOPE", metavar="ARTCCS",
                               help="New ARTCC scope, e.g. ZNY,ZDC."),
     as_json: bool = typer.Option(False, "--json", help="Print the modified program as JSON."),
     url: str = UrlOption,
@@ -299,10 +322,11 @@ def modify(
     _emit_program(_run(run), as_json, "modified")
 
 
-@app.command("release")
+@app.command("release", cls=Command)
 def release(
-    program_id: str = typer.Argument(..., help="The program, e.g. GS-KJFK-20261126-1."),
-    reason: str = typer.Option(None, "--reason", envvar="SWIM_TMI_REASON",
+    program_id: str = typer.Argument(..., metavar="PROGRAM_ID",
+                                    help="The program, e.g. GS-KJFK-20261126-1."),
+    reason: str = typer.Option(None, "--reason", envvar="SWIM_TMI_REASON", metavar="TEXT",
                                help="Why it ends now."),
     as_json: bool = typer.Option(False, "--json", help="Print the released program as JSON."),
     url: str = UrlOption,
@@ -325,23 +349,24 @@ def release(
     _emit_program(_run(run), as_json, "released")
 
 
-@app.command("list")
+@app.command("list", cls=Command)
 def list_programs(
     airport: list[str] = typer.Option([], "--airport", envvar="SWIM_TMI_AIRPORT",
-                                      help="Only these airports (repeatable; the variable "
-                                      "takes a space-separated list)."),
+                                      metavar="ICAO", help="Only these airports (repeatable; "
+                                      "the variable takes a space-separated list)."),
     as_json: bool = typer.Option(False, "--json", help="JSON Lines, one program per line."),
     url: str = UrlOption,
     key: str = typer.Option(None, "--key", envvar="SWIM_API_KEY", show_default=False,
-                            help="API key (any tier can list)."),
+                            metavar="KEY", help="API key (any tier can list)."),
     ca_file: str = CaFileOption,
 ) -> None:
     """The programs active now, from the hub's snapshot."""
-    api_key = _require_key(key)
+    api_key = _require_key(key, "an API key of any tier")
     airports = [a.strip().upper() for a in airport]
     for code in airports:
         if not _ICAO.match(code):
             fail(f"--airport: {code!r} is not an ICAO code like KJFK")
+    warn_unknown_airports(airports)
 
     async def run() -> list[dict[str, Any]]:
         async with connect(url, api_key, ca_file) as session:
@@ -363,16 +388,23 @@ def list_programs(
         for program in programs:
             typer.echo(orjson.dumps(program).decode())
         return
-    from rich.console import Console
-    from rich.table import Table
-
     if not programs:
         typer.echo("no active programs")
         return
-    table = Table("id", "type", "airport", "start", "end", "rate", "scope", "reason")
+    headers = ["id", "type", "airport", "start", "end", "rate", "scope", "reason"]
+    rows = []
     for p in programs:
         rate_text = str(p["program_rate"]) if p.get("program_rate") is not None else ""
-        table.add_row(str(p.get("program_id")), str(p.get("program_type")),
-                      str(p.get("airport")), str(p.get("start_time")), str(p.get("end_time")),
-                      rate_text, ",".join(p.get("scope") or []), str(p.get("reason") or ""))
+        rows.append([str(p.get("program_id")), str(p.get("program_type")),
+                     str(p.get("airport")), str(p.get("start_time")), str(p.get("end_time")),
+                     rate_text, ",".join(p.get("scope") or []), str(p.get("reason") or "")])
+    if not sys.stdout.isatty():  # a pipe or a file: whole values, no box
+        typer.echo(plain_table(headers, rows))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(*headers)
+    for row in rows:
+        table.add_row(*row)
     Console().print(table)

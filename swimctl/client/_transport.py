@@ -4,6 +4,8 @@ and one readable line for whatever went wrong."""
 from __future__ import annotations
 
 import contextlib
+import math
+import os
 import ssl
 from collections.abc import AsyncIterator
 from urllib.parse import urlsplit
@@ -18,6 +20,9 @@ from trio_websocket import (
 )
 
 from swimctl.client._errors import AuthError, HandshakeRejected, TLSError, _Silent
+
+CLOSE_WAIT = 2.0  # seconds for the hub to answer our close frame
+CANCELLED_CLOSE_WAIT = 0.05  # the same while cancelled: the frame goes out, nobody waits
 
 
 def _unwrap(group: BaseExceptionGroup) -> BaseException:
@@ -40,6 +45,29 @@ def _unwrap(group: BaseExceptionGroup) -> BaseException:
     if len(non_cancel) == 1:
         return non_cancel[0]
     return group
+
+
+# What OpenSSL says when the other end does not speak TLS at all (a plain ws:// hub answers
+# our ClientHello with HTTP): a mismatch of configuration that no retry can heal.
+_NOT_TLS = ("WRONG_VERSION_NUMBER", "HTTP_REQUEST", "PACKET_LENGTH_TOO_LONG",
+            "RECORD_LAYER_FAILURE", "UNKNOWN_PROTOCOL")
+
+
+def _tls_failure(cause: BaseException | None, host: str, port: int, url: str
+                 ) -> TLSError | None:
+    """A TLS handshake failure that retrying cannot fix, as one line; None for the ones that
+    may heal (the peer went away mid-handshake)."""
+    if isinstance(cause, ssl.SSLCertVerificationError):
+        return TLSError(f"certificate verification failed for {host}: {cause.verify_message}")
+    if not isinstance(cause, ssl.SSLError) or isinstance(
+            cause, ssl.SSLEOFError | ssl.SSLZeroReturnError | ssl.SSLSyscallError):
+        return None
+    reason = cause.reason or type(cause).__name__
+    if reason in _NOT_TLS:
+        plain = "ws://" + url.split("://", 1)[-1]
+        return TLSError(f"TLS handshake with {host}:{port} failed ({reason}): is the hub plain "
+                        f"ws://? try {plain}")
+    return TLSError(f"TLS handshake with {host}:{port} failed: {reason}")
 
 
 def _rejected(exc: ConnectionRejected) -> BaseException:
@@ -69,8 +97,35 @@ def _describe(exc: BaseException) -> tuple[int | None, str]:
             return None, "cannot connect: timed out"
         return None, f"handshake failed: {cause or type(exc).__name__}"
     if isinstance(exc, OSError):
-        return None, f"cannot connect: {exc.strerror or exc}"
+        return None, f"cannot connect: {_os_error_text(exc)}"
+    if isinstance(exc, trio.BrokenResourceError | trio.ClosedResourceError):
+        cause = exc.__cause__ or exc.__context__
+        if isinstance(cause, OSError):
+            return None, f"connection lost: {_os_error_text(cause)}"
+        return None, "connection lost"
     return None, str(exc) or type(exc).__name__
+
+
+def _os_error_text(exc: OSError) -> str:
+    """The reason a person can act on. trio's `open_tcp_stream` reports "all attempts to
+    connect to HOST:PORT failed" and keeps each attempt's error inside; when they agree (the
+    usual case: every address refused), that one reason is the message."""
+    if exc.strerror:
+        return exc.strerror
+    inner = exc.__cause__
+    if isinstance(inner, BaseExceptionGroup):
+        reasons = {os.strerror(e.errno) if e.errno else str(e)
+                   for e in _leaves(inner) if isinstance(e, OSError)}
+        if len(reasons) == 1:
+            return reasons.pop()
+    return str(exc) or type(exc).__name__
+
+
+def _leaves(group: BaseExceptionGroup) -> list[BaseException]:
+    out: list[BaseException] = []
+    for sub in group.exceptions:
+        out.extend(_leaves(sub) if isinstance(sub, BaseExceptionGroup) else [sub])
+    return out
 
 
 @contextlib.asynccontextmanager
@@ -112,10 +167,9 @@ async def open_websocket(
                 await stream.do_handshake()
             except trio.BrokenResourceError as exc:
                 await trio.aclose_forcefully(tcp)
-                cause = exc.__cause__
-                if isinstance(cause, ssl.SSLCertVerificationError):
-                    raise TLSError("certificate verification failed for "
-                                   f"{host}: {cause.verify_message}") from None
+                fatal = _tls_failure(exc.__cause__, host, port, url)
+                if fatal is not None:
+                    raise fatal from None
                 raise
     if timeout.cancelled_caught:
         raise OSError(f"timed out after {connect_timeout:g}s")
@@ -127,11 +181,17 @@ async def open_websocket(
                     message_queue_size=64,
                 )
             if timeout.cancelled_caught:
-                raise OSError("timed out waiting for the WebSocket upgrade")
+                hint = " (is the hub wss://?)" if not secure else ""
+                raise OSError(f"timed out waiting for the WebSocket upgrade{hint}")
             try:
                 yield ws
             finally:
-                with trio.move_on_after(2.0) as cleanup:
+                # A close frame, then the hub's answer (at once, normally). When the caller is
+                # being cancelled (Ctrl-C), the reader task that would take that answer is
+                # cancelled too: waiting for it only holds up the exit, so send and go.
+                cancelled = trio.current_effective_deadline() == -math.inf
+                with trio.move_on_after(CANCELLED_CLOSE_WAIT if cancelled else CLOSE_WAIT
+                                        ) as cleanup:
                     cleanup.shield = True
                     await ws.aclose()
                 nursery.cancel_scope.cancel()

@@ -8,7 +8,9 @@ so a publish whose ack was lost is never applied twice.
 
 from __future__ import annotations
 
+import errno
 import itertools
+import os
 import ssl
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -19,6 +21,7 @@ import trio
 from trio_websocket import ConnectionClosed, HandshakeError, WebSocketConnection
 
 from swimctl.client import SwimError, open_websocket
+from swimctl.client._transport import _os_error_text
 from swimctl.core.limits import TokenBucket
 
 REPLY_TIMEOUT = 15.0
@@ -104,7 +107,12 @@ async def connect(url: str, key: str, ca_file: str | None = None) -> AsyncIterat
     except (OSError, trio.TooSlowError) as exc:
         if isinstance(exc, ssl.SSLError):
             raise HubError("", f"TLS failed with {url}: {exc.reason or exc}") from None
-        text = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
+        if isinstance(exc, OSError):
+            text = _os_error_text(exc)
+            if exc.errno == errno.ECONNREFUSED or text == os.strerror(errno.ECONNREFUSED):
+                text += " (is the hub running?)"
+        else:
+            text = str(exc) or type(exc).__name__
         raise HubError("", f"cannot connect to {url}: {text}") from None
 
 

@@ -29,6 +29,7 @@ class DemoSetup:
     db_url: str
     api_key: str
     feed_dir: str
+    system_key: str = ""  # for the tools that publish: tmi issue, replay --to
 
 
 def demo_feed_dir() -> str:
@@ -38,8 +39,11 @@ def demo_feed_dir() -> str:
 def prepare_demo() -> DemoSetup:
     workdir = tempfile.TemporaryDirectory(prefix="swimctl-demo-")
     db_url = f"sqlite:///{Path(workdir.name) / 'keys.db'}"
-    api_key, _ = KeyStore(db_url).create("developer", "demo", description="swimctl serve --demo")
-    return DemoSetup(workdir=workdir, db_url=db_url, api_key=api_key, feed_dir=demo_feed_dir())
+    store = KeyStore(db_url)
+    api_key, _ = store.create("developer", "demo", description="swimctl serve --demo")
+    system_key, _ = store.create("system", "demo", description="swimctl serve --demo: publisher")
+    return DemoSetup(workdir=workdir, db_url=db_url, api_key=api_key, feed_dir=demo_feed_dir(),
+                     system_key=system_key)
 
 
 async def issue_sample_ground_stop(hub: Hub, now: dt.datetime | None = None) -> str:
@@ -55,11 +59,21 @@ async def issue_sample_ground_stop(hub: Hub, now: dt.datetime | None = None) -> 
     return program_id
 
 
-def banner(url: str, api_key: str) -> str:
-    return (
+def banner(url: str, api_key: str, *, system_key: str = "", program: str = "swimctl") -> str:
+    """What the demo prints once it listens; `program` is how the user ran swimctl (a venv's
+    bin/swimctl when it is not on PATH), so the commands shown work as pasted."""
+    text = (
         "\nswimctl demo hub is running: recorded VATSIM traffic (2023-08-07), replayed in a "
         "loop as if live; Ctrl-C stops it.\n"
         f"  demo API key: {api_key}\n"
         "  watch KJFK in another terminal:\n"
-        f"    swimctl tail --url {url} --key {api_key} --airport KJFK\n"
+        f"    {program} tail --url {url} --key {api_key} --airport KJFK\n"
     )
+    if system_key:
+        text += (
+            f"  system key, for tmi issue and replay --to: {system_key}\n"
+            "  e.g. a ground delay program at KBOS:\n"
+            f"    {program} tmi issue --type GDP --airport KBOS --rate 30 --until +2h "
+            f"--url {url} --key {system_key}\n"
+        )
+    return text

@@ -54,8 +54,13 @@ KEY_TABLE = Table((
     Column("created_at", "time", nullable=False),
     Column("last_used_at", "time"),
     Column("is_active", "flag", nullable=False, default="true"),
+    Column("revoked_at", "time"),
 ))
-KEY_COLUMNS = KEY_TABLE.names()
+# Added after the first tables were made: `keys migrate` adds it to an older table, and until
+# then the store works without it (it only says *when* a key was revoked).
+OPTIONAL_COLUMNS = ("revoked_at",)
+# What every key table has, in this order: what lookups select.
+KEY_COLUMNS = ", ".join(c.name for c in KEY_TABLE.columns if c.name not in OPTIONAL_COLUMNS)
 
 _WIDTHS = {"short": 16, "name": MAX_OWNER, "email": MAX_EMAIL, "text": MAX_DESCRIPTION}
 
@@ -110,6 +115,16 @@ class Dialect:
         """Query (table, column) -> (data_type, max_length, is_nullable); None: no widening."""
         return None
 
+    def column_exists_sql(self) -> str:
+        """Query (table, column) -> a row when the column exists."""
+        sql = self.column_sql()
+        assert sql is not None
+        return sql
+
+    def add_column_sql(self, table: str, name: str) -> str:
+        column = next(c for c in KEY_TABLE.columns if c.name == name)
+        return f"ALTER TABLE {table} ADD COLUMN {self.column_def(table, column)}"
+
     def widen_sql(self, table: str, column: ColumnInfo) -> str | None:
         return None
 
@@ -133,6 +148,9 @@ class SQLiteDialect(Dialect):
 
     def table_exists_sql(self) -> str:
         return "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?"
+
+    def column_exists_sql(self) -> str:
+        return "SELECT 1 FROM pragma_table_info(?) WHERE name = ?"
 
 
 class NativeSQLiteDialect(SQLiteDialect):
@@ -238,6 +256,10 @@ class SQLServerDialect(Dialect):
 
     def wrap_create(self, table: str, body: str, spec: Table) -> str:
         return f"IF OBJECT_ID(N'{table}', N'U') IS NULL CREATE TABLE {table} ({body})"
+
+    def add_column_sql(self, table: str, name: str) -> str:
+        column = next(c for c in KEY_TABLE.columns if c.name == name)
+        return f"ALTER TABLE {table} ADD {self.column_def(table, column)}"
 
     def table_exists_sql(self) -> str:
         return (

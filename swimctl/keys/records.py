@@ -126,6 +126,7 @@ class KeyRecord:
     created_at: dt.datetime | None
     last_used_at: dt.datetime | None
     is_active: bool
+    revoked_at: dt.datetime | None = None  # None also where the table does not record it
 
     def usable(self, now: dt.datetime | None = None) -> bool:
         """Active, of a known tier, and not expired (naive UTC comparison)."""
@@ -160,12 +161,14 @@ class KeyRecord:
             "created_at": iso(self.created_at),
             "last_used_at": iso(self.last_used_at),
             "is_active": self.is_active,
+            "revoked_at": iso(self.revoked_at),
             "status": self.status(),
         }
 
 
 def record_from_row(row: tuple[Any, ...]) -> KeyRecord:
-    """A row selected as `dialects.KEY_COLUMNS` to a record."""
+    """A row selected as `dialects.KEY_COLUMNS` (then `revoked_at`, when selected) to a
+    record."""
     return KeyRecord(
         id=int(row[0]),
         tier=str(row[2]).strip(),
@@ -176,6 +179,7 @@ def record_from_row(row: tuple[Any, ...]) -> KeyRecord:
         created_at=as_datetime(row[7]),
         last_used_at=as_datetime(row[8]),
         is_active=as_bool(row[9]),
+        revoked_at=as_datetime(row[10]) if len(row) > 10 else None,
     )
 
 
@@ -188,3 +192,4 @@ class MigrationReport:
     hashed: int
     already_hashed: int
     skipped: int
+    added_columns: tuple[str, ...] = ()

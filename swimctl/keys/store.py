@@ -24,6 +24,7 @@ import platformdirs
 from swimctl.keys.dialects import (
     IDENTIFIER,
     KEY_COLUMNS,
+    OPTIONAL_COLUMNS,
     ColumnInfo,
     Dialect,
     NativeSQLiteDialect,
@@ -92,10 +93,13 @@ class KeyStore:
     One connection per thread (DB-API connections are not thread-safe); a failed call drops the
     thread's connection so the next call reconnects — recovery needs no restart. Every public
     method is one transaction. `table` exists for tests and side-by-side deployments.
+    With `create=False` (the commands that only read or change existing keys) a SQLite file
+    that does not exist is an error, not a new empty database in a new directory tree.
     """
 
-    def __init__(self, url: str, *, table: str = DEFAULT_TABLE) -> None:
+    def __init__(self, url: str, *, table: str = DEFAULT_TABLE, create: bool = True) -> None:
         self.url = url
+        self.create_missing = create
         if not IDENTIFIER.fullmatch(table):
             raise KeyStoreError(f"invalid table name {table!r}")
         self.table = table
@@ -124,15 +128,24 @@ class KeyStore:
         self._open: set[Any] = set()
         self._file_lock = threading.Lock()
         self.reopens = 0  # times the file was found replaced and opened anew (for /metrics)
+        self._has_revoked_at: bool | None = None  # found out on first use
 
     # -- connections -------------------------------------------------------------------------
 
     def _connect(self) -> Any:
         if self.kind == "sqlite":
             path = Path(self._target)
-            if str(path) != ":memory:":
+            if str(path) == ":memory:":
+                target, uri = str(path), False
+            elif self.create_missing:
                 path.parent.mkdir(parents=True, exist_ok=True)
-            conn = sqlite3.connect(str(path), timeout=5.0, check_same_thread=False)
+                target, uri = str(path), False
+            else:
+                if not path.is_file():
+                    raise KeyStoreError(f"no key database at {path}")
+                # mode=rw: open what is there, never create it (not even in a race)
+                target, uri = f"{path.resolve().as_uri()}?mode=rw", True
+            conn = sqlite3.connect(target, timeout=5.0, check_same_thread=False, uri=uri)
             # A rollback journal, not WAL: WAL keeps `-wal` and `-shm` files beside the
             # database, shared by name, so a database deleted or replaced under a running hub
             # would meet the old one's WAL (SQLite then refuses it, or replays stale pages into
@@ -353,7 +366,29 @@ class KeyStore:
                         (hash_key(text), key_id),
                     )
                     hashed += 1
-        return MigrationReport(created, widened, hashed, already, skipped)
+        added = []
+        with self._transaction() as cur:
+            for name in OPTIONAL_COLUMNS:
+                if not self._column_exists(cur, name):
+                    cur.execute(self.dialect.add_column_sql(self.table, name))
+                    added.append(name)
+        self._has_revoked_at = None
+        return MigrationReport(created, widened, hashed, already, skipped, tuple(added))
+
+    def _column_exists(self, cur: Any, name: str) -> bool:
+        d = self.dialect
+        cur.execute(d.column_exists_sql(), (d.table_name(self.table), name))
+        return cur.fetchone() is not None
+
+    def _revoked_at(self, cur: Any) -> bool:
+        """Whether this table records when a key was revoked (older tables lack the column
+        until `keys migrate`)."""
+        if self._has_revoked_at is None:
+            self._has_revoked_at = self._column_exists(cur, "revoked_at")
+        return self._has_revoked_at
+
+    def _columns(self, cur: Any) -> str:
+        return KEY_COLUMNS + (", revoked_at" if self._revoked_at(cur) else "")
 
     # -- operations --------------------------------------------------------------------------
 
@@ -435,21 +470,43 @@ class KeyStore:
 
     def get(self, key_id: int) -> KeyRecord | None:
         with self._transaction() as cur:
-            cur.execute(f"SELECT {KEY_COLUMNS} FROM {self.table} WHERE id = ?", (int(key_id),))
-            row = cur.fetchone()
+            return self._get(cur, key_id)
+
+    def _get(self, cur: Any, key_id: int) -> KeyRecord | None:
+        cur.execute(f"SELECT {self._columns(cur)} FROM {self.table} WHERE id = ?",
+                    (int(key_id),))
+        row = cur.fetchone()
         return record_from_row(tuple(row)) if row else None
 
     def revoke(self, key_id: int) -> bool:
         """Deactivate a key; True when it exists (revoking twice is harmless)."""
+        return self.revoke_key(key_id) is not None
+
+    def revoke_key(self, key_id: int) -> KeyRecord | None:
+        """Deactivate a key and return its record as it was before (None: no such key), so a
+        caller can tell "revoked now" from "already revoked, at revoked_at"."""
         with self._transaction() as cur:
+            before = self._get(cur, key_id)
+            if before is None or not before.is_active:
+                return before
+            self._deactivate(cur, key_id)
+            return before
+
+    def _deactivate(self, cur: Any, key_id: int) -> int:
+        """is_active = 0 (and revoked_at = now, where recorded) on an active key; the number
+        of rows changed (0: someone else got there first)."""
+        if self._revoked_at(cur):
             cur.execute(
-                f"UPDATE {self.table} SET is_active = ? WHERE id = ?", (0, int(key_id))
+                f"UPDATE {self.table} SET is_active = ?, revoked_at = ? "
+                "WHERE id = ? AND is_active = ?",
+                (0, self.dialect.param(utc_naive().replace(microsecond=0)), int(key_id), 1),
             )
-            if cur.rowcount and cur.rowcount > 0:
-                return True
-            # MariaDB counts changed rows, not matched ones: ask directly.
-            cur.execute(f"SELECT 1 FROM {self.table} WHERE id = ?", (int(key_id),))
-            return cur.fetchone() is not None
+        else:
+            cur.execute(
+                f"UPDATE {self.table} SET is_active = ? WHERE id = ? AND is_active = ?",
+                (0, int(key_id), 1),
+            )
+        return int(cur.rowcount or 0)
 
     def touch(self, key_id: int, when: dt.datetime | None = None) -> None:
         with self._transaction() as cur:
@@ -467,11 +524,9 @@ class KeyStore:
         unless `expires_at` is given (None: never expires).
         """
         with self._transaction() as cur:
-            cur.execute(f"SELECT {KEY_COLUMNS} FROM {self.table} WHERE id = ?", (int(key_id),))
-            row = cur.fetchone()
-            if row is None:
+            old = self._get(cur, key_id)
+            if old is None:
                 raise KeyStoreError(f"no key with id {key_id}")
-            old = record_from_row(tuple(row))
             if not old.is_active:
                 raise KeyStoreError(f"key {key_id} is revoked; create a new key instead")
             if old.tier not in TIER_PREFIX:
@@ -485,11 +540,7 @@ class KeyStore:
             else:
                 expires = utc_naive(expires_at) if expires_at is not None else None
             # Revoke first, guarded on is_active: of two concurrent rotations only one wins.
-            cur.execute(
-                f"UPDATE {self.table} SET is_active = ? WHERE id = ? AND is_active = ?",
-                (0, int(key_id), 1),
-            )
-            if cur.rowcount == 0:
+            if self._deactivate(cur, key_id) == 0:
                 raise KeyStoreError(f"key {key_id} was changed by someone else; try again")
             return self._insert(
                 cur, old.tier, old.owner_name, old.owner_email, old.description, expires
@@ -498,7 +549,7 @@ class KeyStore:
     def list(self, include_inactive: bool = False) -> builtins.list[KeyRecord]:
         """All keys by id; without include_inactive only usable ones (not revoked or expired)."""
         with self._transaction() as cur:
-            cur.execute(f"SELECT {KEY_COLUMNS} FROM {self.table} ORDER BY id")
+            cur.execute(f"SELECT {self._columns(cur)} FROM {self.table} ORDER BY id")
             rows = cur.fetchall()
         records = [record_from_row(tuple(row)) for row in rows]
         if include_inactive:
