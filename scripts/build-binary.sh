@@ -47,9 +47,21 @@ from swimctl.cli.app import main
 
 main()
 EOF
+# mypyc-compiled packages (coredis among them) import a top-level helper module named by a
+# hash, which PyInstaller's analysis cannot see: name each one found in the tools venv.
+mypyc_helpers=()
+while IFS= read -r name; do
+  mypyc_helpers+=(--hidden-import "$name")
+done < <("$TOOLS/bin/python" - <<'PY'
+import pathlib, sysconfig
+for path in pathlib.Path(sysconfig.get_paths()["platlib"]).glob("*__mypyc*.so"):
+    print(path.name.split(".", 1)[0])
+PY
+)
 # --collect-submodules: the CLI imports some modules only when a command needs them.
 "$TOOLS/bin/python" -m PyInstaller --onefile --name swimctl --noconfirm --clean \
   --log-level WARN --collect-data swimctl --collect-submodules swimctl \
+  --collect-submodules coredis "${mypyc_helpers[@]}" \
   --exclude-module pyodbc --exclude-module tkinter \
   --distpath "$work/dist" --workpath "$work/build" --specpath "$work" \
   "$work/swimctl_main.py" >"$work/pyinstaller.log" 2>&1 || {

@@ -47,3 +47,5 @@ def setup_logging(level: str = "info", fmt: str = "text") -> None:
     # trio-websocket logs every frame at debug; keep it quiet unless asked for.
     logging.getLogger("trio-websocket").setLevel(max(logging.INFO, root.level))
     logging.getLogger("httpx").setLevel(max(logging.WARNING, root.level))
+    # coredis logs its own retries; the event log reports what matters once.
+    logging.getLogger("coredis").setLevel(max(logging.WARNING, root.level))

@@ -42,7 +42,12 @@ class RawClient:
     @classmethod
     async def connect(cls, hub: Harness, rcvbuf: int | None = None, *,
                       tier: str = "system") -> RawClient:
-        url = urlsplit(hub.url)
+        return await cls.open(hub.url, hub.keys[tier], rcvbuf)
+
+    @classmethod
+    async def open(cls, hub_url: str, key: str, rcvbuf: int | None = None) -> RawClient:
+        """Upgrade a plain socket to `hub_url` with `key`; the 101 is checked."""
+        url = urlsplit(hub_url)
         sock = trio.socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         if rcvbuf is not None:  # before connect, so the window is small from the start
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
@@ -51,7 +56,7 @@ class RawClient:
         await self.stream.send_all(
             f"GET {url.path} HTTP/1.1\r\nHost: {url.netloc}\r\nUpgrade: websocket\r\n"
             "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
-            f"Sec-WebSocket-Version: 13\r\nX-SWIM-API-Key: {hub.keys[tier]}\r\n\r\n"
+            f"Sec-WebSocket-Version: 13\r\nX-SWIM-API-Key: {key}\r\n\r\n"
             .encode())
         while b"\r\n\r\n" not in self.buf:
             self.buf += await self.stream.receive_some(65536)
@@ -101,6 +106,15 @@ class RawClient:
         payload = bytes(buf[hdr:hdr + n])
         del buf[:hdr + n]
         return b0 & 0x0F, payload
+
+    async def request(self, body: dict[str, Any], timeout: float = 10.0) -> dict[str, Any]:
+        """Send one action; the next reply (events, whose types have a dot, are skipped)."""
+        await self.send(body)
+        with trio.fail_after(timeout):
+            while True:
+                message = await self.message()
+                if "." not in message["type"]:
+                    return message
 
     async def message(self) -> dict[str, Any]:
         opcode, payload = await self.frame()

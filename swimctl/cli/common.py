@@ -137,6 +137,10 @@ def leaf_exceptions(exc: BaseException) -> list[BaseException]:
 # definition each, so a flag means the same thing, with the same variable, everywhere.
 UrlOption: str = typer.Option(DEFAULT_URL, "--url", envvar="SWIM_URL", metavar="URL",
                               help="Hub WebSocket URL.")
+UrlsOption: list[str] = typer.Option(
+    [DEFAULT_URL], "--url", envvar="SWIM_URL", metavar="URL",
+    help="Hub WebSocket URL; repeat it for hubs that share one event log (serve --broker): "
+    "after a disconnect the next one is tried, and the stream resumes there.")
 KeyOption: str = typer.Option(None, "--key", envvar="SWIM_API_KEY", show_default=False,
                               metavar="KEY",
                               help="API key (prefer the SWIM_API_KEY variable: it stays out of "

@@ -25,7 +25,7 @@ from swimctl.cli.common import (
     CaFileOption,
     CallsignPrefixOption,
     KeyOption,
-    UrlOption,
+    UrlsOption,
     fail,
     parse_duration,
     warn_unknown_airports,
@@ -90,7 +90,7 @@ def _unwrap(exc: BaseException) -> BaseException:
 
 
 async def record_events(
-    path: str, url: str, key: str, *, channels: list[str], filters: dict[str, Any],
+    path: str, url: str | list[str], key: str, *, channels: list[str], filters: dict[str, Any],
     ca_file: str | None, duration: float | None, count: int | None, heartbeats: bool,
     stats: RecordStats, quiet: bool = False,
 ) -> None:
@@ -159,7 +159,7 @@ def print_summary(path: str, stats: RecordStats, interrupted: bool) -> None:
 def record(
     file: str = typer.Argument(..., metavar="FILE",
                                help="Output: .jsonl or .jsonl.gz (appended to)."),
-    url: str = UrlOption,
+    url: list[str] = UrlsOption,
     key: str = KeyOption,
     airport: list[str] = AirportOption,
     artcc: list[str] = ArtccOption,
@@ -184,8 +184,9 @@ def record(
     """Record a live subscription to an event file (replay it with `swimctl replay`)."""
     if not key:
         fail("--key (or SWIM_API_KEY) is required")
-    if not url.startswith(("ws://", "wss://")):
-        fail("--url must be a ws:// or wss:// URL")
+    bad = [u for u in url if not u.startswith(("ws://", "wss://"))]
+    if bad:
+        fail(f"--url must be a ws:// or wss:// URL, not {bad[0]!r}")
     if not (file.endswith(".jsonl") or file.endswith(".jsonl.gz")):
         fail("FILE must end in .jsonl or .jsonl.gz")
     if not Path(file).resolve().parent.is_dir():

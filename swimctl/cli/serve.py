@@ -38,6 +38,16 @@ def parse_tier_caps(values: list[str]) -> dict[str, int]:
     return caps
 
 
+def check_broker(url: str) -> str | None:
+    """Why `--broker` cannot work, or None (checked before listening; reachability is the
+    hub's to report, since Redis may come up after it)."""
+    scheme = url.split("://", 1)[0] if "://" in url else ""
+    if scheme not in ("redis", "rediss", "unix"):
+        return (f"--broker {url!r}: give a Redis URL, redis://HOST:PORT/DB "
+                "(or rediss:// for TLS, unix:///path/redis.sock)")
+    return None
+
+
 def check_feed(spec: str) -> str | None:
     """Why `--feed` cannot work, or None: 'vatsim', an http(s) URL, or an existing snapshot
     file or directory (checked before the hub listens, so a typo is the first thing said)."""
@@ -169,6 +179,10 @@ def serve(
                                  help="PEM certificate (wss://)."),
     tls_key: str = typer.Option(None, envvar="SWIM_TLS_KEY", metavar="FILE",
                                 help="PEM private key."),
+    broker: str = typer.Option(
+        None, envvar="SWIM_BROKER", metavar="URL",
+        help="Share one event log with other hubs: redis://HOST:PORT/DB (rediss:// for TLS). "
+        "Every hub on the same Redis serves the same events, seqs, history and limits."),
     metrics_port: int = typer.Option(None, envvar="SWIM_METRICS_PORT", metavar="PORT",
                                      min=0, max=65535,
                                      help="Serve Prometheus /metrics and /healthz on this port."),
@@ -191,7 +205,8 @@ def serve(
         caps = parse_tier_caps(tier_limit)
     except ValueError as exc:
         fail(str(exc))
-    problem = ((check_feed(feed) if feed else None)
+    problem = ((check_broker(broker) if broker else None)
+               or (check_feed(feed) if feed else None)
                or (check_tls(tls_cert, tls_key) if tls_cert and tls_key else None)
                or check_paths(events_file, record))
     if problem:
@@ -233,7 +248,7 @@ def serve(
         history_size=history_size, history_age=history_age, tier_caps=caps,
         outbox_limit=outbox_limit, coalesce_window=coalesce_ms / 1000.0,
         tls_cert=tls_cert, tls_key=tls_key, auth_fail_burst=auth_fail_burst,
-        auth_fail_rate=auth_fail_rate, legacy_keys=legacy_keys,
+        auth_fail_rate=auth_fail_rate, legacy_keys=legacy_keys, broker=broker,
     )
     options = ServeOptions(
         config=config, events_file=events_file, feed=feed, feed_interval=feed_interval,

@@ -23,7 +23,7 @@ from swimctl.cli.common import (
     CaFileOption,
     CallsignPrefixOption,
     KeyOption,
-    UrlOption,
+    UrlsOption,
     fail,
     warn_unknown_airports,
 )
@@ -167,7 +167,7 @@ async def _watch_signals(scope: trio.CancelScope) -> None:
 
 
 async def _run(
-    url: str, key: str, channels: list[str], filters: dict[str, Any], json_mode: bool,
+    url: list[str], key: str, channels: list[str], filters: dict[str, Any], json_mode: bool,
     ca_file: str | None, outcome: _Outcome,
 ) -> None:
     async with trio.open_nursery() as nursery:
@@ -209,7 +209,7 @@ def _silence_stdout() -> None:
 
 
 def tail(
-    url: str = UrlOption,
+    url: list[str] = UrlsOption,
     key: str = KeyOption,
     airport: list[str] = AirportOption,
     artcc: list[str] = ArtccOption,

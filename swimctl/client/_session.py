@@ -134,7 +134,7 @@ class SwimClient:
 
     def __init__(
         self,
-        url: str,
+        url: str | Sequence[str],
         api_key: str,
         *,
         ssl_context: ssl.SSLContext | None = None,
@@ -148,7 +148,14 @@ class SwimClient:
         queue_size: int = 1000,
         resume_from: tuple[str, int] | None = None,
     ) -> None:
-        self.url = url
+        # Several URLs name hubs that share one event log (`serve --broker`): after a
+        # disconnect the client tries the next one and resumes there.
+        self.urls = [url] if isinstance(url, str) else list(url)
+        if not self.urls:
+            raise ValueError("connect() needs at least one hub URL")
+        self._url_index = 0
+        self._failed_in_round = 0
+        self.connected_since_round = False
         self._api_key = api_key
         self._ssl_context = ssl_context
         self.reconnect = reconnect
@@ -187,6 +194,11 @@ class SwimClient:
         self._session_scope: trio.CancelScope | None = None
         self._hub_epoch: str | None = None
         self.hub_seq_at_connect: int | None = None
+
+    @property
+    def url(self) -> str:
+        """The hub URL this client is on, or will try next."""
+        return self.urls[self._url_index]
 
     def __repr__(self) -> str:  # never shows the key
         return f"<SwimClient {self.url} {self.state.value} seq={self.last_seq}>"
@@ -334,6 +346,19 @@ class SwimClient:
         await self._emit(StateChange(state=state, previous=previous, attempt=self.attempt,
                                      **info))
 
+    def _next_url(self, close_code: int | None) -> float:
+        """Move to the next hub URL and say how long to wait first: hardly at all while
+        other hubs are left to try in this round, the backoff once every one has failed."""
+        if self.connected_since_round:
+            self._failed_in_round = 0
+            self.connected_since_round = False
+        self._failed_in_round += 1
+        self._url_index = (self._url_index + 1) % len(self.urls)
+        if self._failed_in_round < len(self.urls) and close_code != CLOSE_LIMIT:
+            return random.uniform(0.05, 0.25)  # another hub: spread, but do not wait
+        self._failed_in_round = 0
+        return self._backoff(close_code)
+
     def _backoff(self, close_code: int | None) -> float:
         base = min(self.backoff_max, self.backoff_initial * 2.0 ** max(0, self.attempt - 1))
         if close_code == CLOSE_LIMIT:
@@ -383,7 +408,7 @@ class SwimClient:
                 self._fatal = Disconnected(reason, close_code)
                 await self._set_state(State.CLOSED, reason=reason, close_code=close_code)
                 return
-            delay = self._backoff(close_code)
+            delay = self._next_url(close_code)
             await self._set_state(State.DISCONNECTED, reason=reason, close_code=close_code,
                                   retry_in=round(delay, 2))
             with trio.move_on_after(delay):
@@ -437,6 +462,7 @@ class SwimClient:
             return None, f"unexpected first message from the hub: {str(first)[:200]}"
         info = first.get("data") or {}
         self.connections += 1
+        self.connected_since_round = True
         self.client_id = info.get("client_id")
         self.tier = info.get("tier")
         self.hub_version = info.get("version")
@@ -661,7 +687,7 @@ class SwimClient:
 
 @contextlib.asynccontextmanager
 async def connect(
-    url: str,
+    url: str | Sequence[str],
     api_key: str,
     *,
     ca_file: str | None = None,

@@ -42,11 +42,14 @@ FORBIDDEN = "FORBIDDEN"
 INVALID_PUBLISH = "INVALID_PUBLISH"
 SLOW_CONSUMER = "SLOW_CONSUMER"
 INTERNAL_ERROR = "INTERNAL_ERROR"
+BROKER_UNAVAILABLE = "BROKER_UNAVAILABLE"  # the shared event log did not answer: retry
 
 # Close codes.
 CLOSE_NORMAL = 1000
 CLOSE_GOING_AWAY = 1001
-CLOSE_TOO_BIG = 1009  # sent by trio-websocket past HARD_MESSAGE_LIMIT (server.py)
+CLOSE_TOO_BIG = 1009  # a message past HARD_MESSAGE_LIMIT (hub/server.py)
+CLOSE_SERVICE_RESTART = 1012  # the shared event log restarted empty: resume elsewhere/again
+CLOSE_TRY_AGAIN = 1013  # the broker could not count a key's connections: retry shortly
 CLOSE_AUTH = 4001
 CLOSE_LIMIT = 4002
 CLOSE_VIOLATIONS = 4003

@@ -85,6 +85,22 @@ def prepare_publish(book: TmiBook, event_type: str, data: dict[str, Any]) -> dic
     return validate_program(event_type, data)
 
 
+def book_change(event_type: str, data: dict[str, Any]
+                ) -> tuple[str, str, dict[str, Any] | None] | None:
+    """What an event does to the set of active programs, as a shared log stores it:
+    ("set", id, program), ("del", id, None), or None. The same rule as TmiBook.apply."""
+    program_id = data.get("program_id")
+    if not event_type.startswith("tmi.") or not isinstance(program_id, str):
+        return None
+    if event_type in ("tmi.issued", "tmi.modified"):
+        if data.get("status", "ACTIVE") == "ACTIVE":
+            return "set", program_id, data
+        return "del", program_id, None
+    if event_type == "tmi.released":
+        return "del", program_id, None
+    return None
+
+
 @attrs.define
 class TmiBook:
     """Programs now active, by id, in issue order."""
@@ -93,17 +109,14 @@ class TmiBook:
     _known: set[str] = attrs.field(factory=set)  # every id ever seen, so none is reused
 
     def apply(self, event_type: str, data: dict[str, Any]) -> None:
-        program_id = data.get("program_id")
-        if not isinstance(program_id, str):
+        change = book_change(event_type, data)
+        if change is None:
             return
+        _, program_id, program = change
         self._known.add(program_id)
-        if event_type in ("tmi.issued", "tmi.modified"):
-            if data.get("status", "ACTIVE") == "ACTIVE":
-                merged = {**self._active.get(program_id, {}), **data}
-                self._active[program_id] = merged
-            else:
-                self._active.pop(program_id, None)
-        elif event_type == "tmi.released":
+        if program is not None:
+            self._active[program_id] = {**self._active.get(program_id, {}), **program}
+        else:
             self._active.pop(program_id, None)
 
     def get(self, program_id: str) -> dict[str, Any] | None:

@@ -46,6 +46,9 @@ class HubConfig:
     key_touch_interval: float = 60.0
     tls_cert: str | None = None
     tls_key: str | None = None
+    # A shared event log (redis://HOST:PORT/DB): several hubs behave as one. None: the
+    # in-process log, this hub alone.
+    broker: str | None = None
     # Failed authentications allowed per source address (IPv4, or IPv6 /64): a bucket of
     # `auth_fail_burst`, refilled at `auth_fail_rate` per second; 0 turns the throttle off.
     auth_fail_burst: int = 20

@@ -13,6 +13,7 @@ from typing import Any
 
 from swimctl.core.limits import TokenBucket
 from swimctl.core.protocol import (
+    BROKER_UNAVAILABLE,
     FORBIDDEN,
     INTERNAL_ERROR,
     INVALID_PUBLISH,
@@ -34,6 +35,7 @@ from swimctl.core.protocol import (
 from swimctl.core.tmi import TmiError, prepare_publish
 from swimctl.hub.client import Client
 from swimctl.hub.engine import Hub
+from swimctl.stream.base import LogUnavailable
 
 log = logging.getLogger("swimctl.server")
 
@@ -107,8 +109,15 @@ class Dispatcher:
                 data = prepare_publish(self.hub.tmi, req.channel, data)
             except TmiError as exc:
                 raise ProtocolError(INVALID_PUBLISH, str(exc), req.request_id) from None
-        appended = await self.hub.publish(req.channel, data, timestamp=req.timestamp,
-                                          event_id=req.event_id)
+        try:
+            appended = await self.hub.publish(req.channel, data, timestamp=req.timestamp,
+                                              event_id=req.event_id)
+        except LogUnavailable:
+            # Our trouble, not the client's: no strike, and it may retry (same event_id).
+            self.hub.send(client, error_reply(
+                BROKER_UNAVAILABLE, "the event log is unavailable; retry shortly",
+                req.request_id))
+            return
         ack = {
             "type": "publish_ack",
             "event_id": req.event_id if req.event_id is not None else f"e-{appended.seq}",

@@ -25,6 +25,7 @@ from swimctl.core.model import Envelope, dumps, format_ts, format_ts_seconds
 from swimctl.core.protocol import (
     CLOSE_AUTH,
     CLOSE_GOING_AWAY,
+    CLOSE_SERVICE_RESTART,
     CLOSE_SLOW,
     SLOW_CONSUMER,
     Subscribe,
@@ -81,13 +82,14 @@ class Hub:
         self.feed_time: dt.datetime | None = None
         self.on_event: list[Callable[[LogEvent], None]] = []  # recorders, metrics
         self.shutting_down = False
+        self.name = ""  # host:port/id once listening: which hub a client is on (status)
         self._emptied = trio.Event()  # set whenever the last client goes
         self.demotions = Demotions()  # shared by this hub's outboxes and plans
         self._targets = TargetCache(self.demotions)  # fan-out plans per event type
         self.fan_out = FanOut(self.clients, self._targets, self.stats, self._slow_consumer)
         self.coalescer = Coalescer(self.config.coalesce_window, self.fan_out.events,
                                    self.stats)
-        self.log.set_delivery(self.deliver)
+        self.log.set_delivery(self.deliver, self.restore)
 
     # -- clients -----------------------------------------------------------------------------
 
@@ -208,6 +210,25 @@ class Hub:
 
     # -- state for snapshots -----------------------------------------------------------------
 
+    def restore(self, events: Sequence[LogEvent], programs: Sequence[dict[str, Any]]) -> None:
+        """State from a log that outlived this hub: the active programs and the latest
+        positions batch, so a hub that starts late serves the same snapshot as the others."""
+        self.tmi = TmiBook()
+        for program in programs:
+            self.tmi.apply("tmi.issued", program)
+        for event in reversed(events):
+            if event.type == POSITIONS and isinstance(event.data.get("positions"), list):
+                self.positions = event.data["positions"]
+                break
+
+    def log_reset(self, epoch: str) -> None:
+        """The shared log lost its history (new epoch): every client must resubscribe, and
+        learn from its resume that events were missed."""
+        self.flush()
+        for client in list(self.clients.values()):
+            client.request_close(CLOSE_SERVICE_RESTART,
+                                 f"event log restarted (epoch {epoch}); resume")
+
     def replace_positions(self, positions: list[dict[str, Any]]) -> None:
         """Current position of every flight, served as the snapshot batch."""
         self.positions = positions
@@ -279,6 +300,7 @@ class Hub:
             "outbox_bytes": client.outbox.queued_bytes,
             "connected_clients": len(self.clients),
             "uptime_seconds": int(time.monotonic() - self.started),
+            "hub": self.name,
         }
         age = self.feed_age()
         if age is not None:
@@ -326,7 +348,9 @@ class Hub:
         now = now or dt.datetime.now(dt.UTC)
         due = self.tmi.due(now)
         for program in due:
-            await self.publish("tmi.released", {**program, "status": "EXPIRED"})
+            # The same id from every hub that sees the program end: stored once.
+            await self.publish("tmi.released", {**program, "status": "EXPIRED"},
+                               event_id=f"expired:{program.get('program_id')}")
             log.info("program %s reached its end time: released (EXPIRED)",
                      program.get("program_id"))
         return len(due)

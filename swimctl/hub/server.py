@@ -18,9 +18,11 @@ import trio
 from swimctl.core.limits import ViolationWindow
 from swimctl.core.protocol import (
     AUTH_FAILED,
+    BROKER_UNAVAILABLE,
     CLOSE_AUTH,
     CLOSE_GOING_AWAY,
     CLOSE_LIMIT,
+    CLOSE_TRY_AGAIN,
     CLOSE_VIOLATIONS,
     CONNECTION_LIMIT,
     error_reply,
@@ -33,6 +35,7 @@ from swimctl.hub.connection import RECEIVE_SIZE, Link
 from swimctl.hub.dispatch import Dispatcher
 from swimctl.hub.engine import Hub
 from swimctl.hub.outbox import CONTROL, Outbox
+from swimctl.hub.seats import LocalSeats, Seats, SeatsUnavailable
 from swimctl.wire.frames import text_frame
 from swimctl.wire.websocket import (
     FrameReader,
@@ -120,8 +123,10 @@ class HubServer:
         auth: Authenticator,
         config: HubConfig,
         ssl_context: ssl.SSLContext | None = None,
+        seats: Seats | None = None,
     ) -> None:
         self.hub = hub
+        self.seats: Seats = seats if seats is not None else LocalSeats()
         self.dispatcher = Dispatcher(hub)
         self.auth = auth
         self.config = config
@@ -192,9 +197,19 @@ class HubServer:
             await self._refuse(link, pending, AUTH_FAILED, str(exc), CLOSE_AUTH)
             return
         client = Client(client_id=client_id, tier=record.tier, key_id=record.id, outbox=outbox)
-        if not self.hub.admit(client):
+        cap = self.config.tier_caps.get(record.tier, 0)
+        try:
+            seated = await self.seats.take(client, cap)
+        except SeatsUnavailable:
+            log.info("refused %s: the broker could not count its key's connections", client_id)
+            await self._refuse(link, pending, BROKER_UNAVAILABLE,
+                               "the hub cannot count this key's connections right now; "
+                               "retry shortly", CLOSE_TRY_AGAIN)
+            return
+        if not seated or not self.hub.admit(client):
+            if seated:
+                await self.seats.release(client)
             log.info("refused %s: key id %s at its %s cap", client_id, record.id, record.tier)
-            cap = self.config.tier_caps.get(record.tier, 0)
             await self._refuse(
                 link, pending, CONNECTION_LIMIT,
                 f"connection limit reached for this key ({cap} for tier {record.tier})",
@@ -228,6 +243,7 @@ class HubServer:
             await link.finish()
         finally:
             self.hub.remove(client)
+            await self.seats.release(client)
             log.info("disconnected %s (%s)", client_id, link.ended_by)
 
     async def _refuse_http(self, stream: trio.abc.Stream, outbox: Outbox, status: int,

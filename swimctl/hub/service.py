@@ -4,11 +4,13 @@ TMI expiry and event sources. `swimctl serve` runs this; tests run it in-process
 from __future__ import annotations
 
 import logging
+import secrets
 import signal
+import socket
 import ssl
 from collections.abc import Awaitable, Callable
 from functools import partial
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 import trio
@@ -18,8 +20,12 @@ from swimctl.hub.auth import Authenticator
 from swimctl.hub.config import HubConfig
 from swimctl.hub.engine import Hub
 from swimctl.hub.health import Watched
+from swimctl.hub.seats import LocalSeats, Seats
 from swimctl.hub.server import HubServer
 from swimctl.keys import KeyStore, KeyStoreError
+
+if TYPE_CHECKING:
+    from swimctl.stream.redis import RedisLog
 
 log = logging.getLogger("swimctl.service")
 
@@ -95,17 +101,25 @@ async def run_service(opts: ServeOptions, *, task_status: Any = trio.TASK_STATUS
             log.warning("%s: new connections are refused until it is reachable", exc)
     auth = Authenticator(store, config)
     airport_artcc = await _load_airport_artcc() if opts.load_geography else None
-    hub = Hub(config, airport_artcc=airport_artcc)
+    hub_id = secrets.token_hex(4)
+    event_log, seats = _broker_parts(config, hub_id)
+    hub = Hub(config, log=event_log, airport_artcc=airport_artcc)
+    if event_log is not None:
+        event_log.on_reset = hub.log_reset
     tls = ssl_context(config.tls_cert, config.tls_key) if config.tls_cert and config.tls_key \
         else None
-    server = HubServer(hub, auth, config, tls)
+    server = HubServer(hub, auth, config, tls, seats)
     watched = Watched(accepts=[server.accepts])  # what /healthz and /metrics report on
     async with trio.open_nursery() as nursery:
         if opts.handle_signals:  # before anything else, so no signal finds us without it
             nursery.start_soon(_watch_signals, hub, nursery.cancel_scope)
         await nursery.start(hub.log.run)
         url = await nursery.start(server.serve)
+        hub.name = hub_name(url, hub_id)
         log.info("listening on %s", url)
+        await nursery.start(server.seats.run, hub.clients)
+        if event_log is not None:
+            nursery.start_soon(_trim_shared_log, event_log)
         handle = ServiceHandle(url=url, hub=hub, server=server, auth=auth,
                                cancel_scope=nursery.cancel_scope, extras={"watched": watched})
         nursery.start_soon(hub.run_heartbeat)
@@ -137,6 +151,38 @@ async def run_service(opts: ServeOptions, *, task_status: Any = trio.TASK_STATUS
         task_status.started(handle)
         if opts.on_ready is not None:
             await opts.on_ready(handle)
+
+
+def _broker_parts(config: HubConfig, hub_id: str) -> tuple[RedisLog | None, Seats]:
+    """With `--broker`, the shared log and the shared seat count; else neither."""
+    if not config.broker:
+        return None, LocalSeats()
+    from swimctl.hub.seats import RedisSeats
+    from swimctl.stream.redis import RedisLog
+
+    event_log = RedisLog(config.broker, history_size=config.history_size,
+                         history_age=config.history_age)
+    return event_log, RedisSeats(event_log.client, hub_id)
+
+
+def hub_name(url: str, suffix: str) -> str:
+    """How status replies and metrics name this hub: host, port and a per-start id."""
+    host_port = url.split("://", 1)[-1].split("/", 1)[0]
+    host = host_port.rsplit(":", 1)[0]
+    if host in ("127.0.0.1", "0.0.0.0", "[::]", "[::1]", "localhost"):
+        host_port = socket.gethostname() + ":" + host_port.rsplit(":", 1)[1]
+    return f"{host_port}/{suffix}"
+
+
+async def _trim_shared_log(event_log: RedisLog) -> None:
+    """Drop entries past the age bound from the shared stream once a minute."""
+    while True:
+        await trio.sleep(60)
+        with trio.move_on_after(10):
+            try:
+                await event_log.trim_shared()
+            except Exception as exc:  # the reader reports the broker; trimming waits
+                log.debug("trimming the shared log failed: %s", exc)
 
 
 async def _watch_signals(hub: Hub, scope: trio.CancelScope) -> None:

@@ -41,6 +41,10 @@ def new_epoch() -> str:
     return "".join(secrets.choice(_ALPHABET) for _ in range(6))
 
 
+class LogUnavailable(Exception):
+    """The log did not answer in time: retryable, and nothing was appended."""
+
+
 @attrs.frozen
 class Draft:
     """An event before the log has numbered it."""
@@ -96,6 +100,9 @@ class LogEvent:
 
 
 Delivery = Callable[[Sequence[LogEvent]], None]
+# Called once when a log that outlives a hub is opened: the history it holds and the TMI
+# programs active in it, so the hub's state (snapshot, programs) is what the log says.
+Restore = Callable[[Sequence[LogEvent], Sequence[dict[str, Any]]], None]
 
 
 class EventLog(Protocol):
@@ -110,8 +117,9 @@ class EventLog(Protocol):
     @property
     def held(self) -> int: ...
 
-    def set_delivery(self, deliver: Delivery) -> None:
-        """The one callback events are delivered to; set before the first append."""
+    def set_delivery(self, deliver: Delivery, restore: Restore | None = None) -> None:
+        """The one callback events are delivered to, and the one that restores the hub's
+        state from a log that outlived it; set before the first append."""
 
     async def append(self, draft: Draft) -> Appended: ...
 

@@ -15,7 +15,7 @@ from typing import Any
 import trio
 
 from swimctl.core.model import format_ts
-from swimctl.stream.base import Appended, Delivery, Draft, LogEvent, new_epoch
+from swimctl.stream.base import Appended, Delivery, Draft, LogEvent, Restore, new_epoch
 
 
 def _undelivered(events: Any) -> None:
@@ -50,8 +50,8 @@ class MemoryLog:
     def held(self) -> int:
         return len(self._history)
 
-    def set_delivery(self, deliver: Delivery) -> None:
-        self._deliver = deliver
+    def set_delivery(self, deliver: Delivery, restore: Restore | None = None) -> None:
+        self._deliver = deliver  # nothing outlives this log: there is nothing to restore
 
     async def append(self, draft: Draft) -> Appended:
         return self.append_now(draft)

@@ -1,0 +1,355 @@
+"""The shared event log: one Redis Stream that several hubs append to and each reads from.
+
+The same contract as the in-process log (stream/base.py), so the fan-out and the protocol never
+know which one runs. What differs is where the truth lives:
+
+- **One atomic append.** A Lua script checks the epoch, checks the `event_id` (a key with a
+  TTL), takes the next `seq` (INCR), writes the envelope with that seq into the stream under
+  the entry id `<seq>-0`, and keeps the active TMI programs (a hash). `seq` is dense and
+  global, and the publisher's ack carries it.
+- **Delivery from a reader.** Each hub reads the stream (XREAD BLOCK, in batches) from its
+  own head and hands what it reads to the hub in order. A local copy of the history (bounded
+  like the in-process one) answers `since`, so resume stays synchronous and gap-free: `since`
+  returns exactly what this hub has delivered.
+- **One epoch.** It lives in Redis and changes only when the log is really gone (Redis
+  restarted without persistence, or its numbering went back). A hub that sees the epoch
+  change, or its numbering go back, adopts the new epoch and asks its clients to reconnect,
+  so each resumes and learns honestly (`recovered: false`) that history is gone.
+
+Every key carries the `{swim}` hash tag, so one script's keys share a cluster slot.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+import coredis
+import orjson
+import trio
+
+from swimctl.core.model import format_ts
+from swimctl.core.tmi import book_change
+from swimctl.stream.base import (
+    Appended,
+    Delivery,
+    Draft,
+    LogEvent,
+    LogUnavailable,
+    Restore,
+    new_epoch,
+)
+
+log = logging.getLogger("swimctl.broker")
+
+READ_BATCH = 512  # entries per XREAD
+READ_BLOCK_MS = 1000  # an idle reader wakes this often to check the epoch and the broker
+CALL_TIMEOUT = 3.0  # a publish gets BROKER_UNAVAILABLE within this
+RETRY_MAX = 5.0  # seconds between reconnect attempts, at most
+
+# KEYS: log, seq, epoch, dedupe key (or the log again when there is no event_id), tmi hash
+# ARGV: event_id given (1/0), event_id JSON, type JSON, timestamp JSON, data JSON,
+#       approximate max length, dedupe TTL seconds, tmi action (set/del/""), program id,
+#       program JSON, the epoch the caller appends to
+APPEND = """
+local epoch = redis.call('GET', KEYS[3])
+if not epoch then return {-1, 0, ''} end
+if epoch ~= ARGV[11] then return {-2, 0, epoch} end
+if ARGV[1] == '1' then
+  local seen = redis.call('GET', KEYS[4])
+  if seen then return {tonumber(seen), 1, epoch} end
+end
+local seq = redis.call('INCR', KEYS[2])
+local eid = ARGV[2]
+if ARGV[1] ~= '1' then eid = '"e-' .. seq .. '"' end
+local now = redis.call('TIME')
+local ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
+local payload = '{"type":' .. ARGV[3] .. ',"timestamp":' .. ARGV[4] .. ',"seq":' .. seq
+  .. ',"event_id":' .. eid .. ',"data":' .. ARGV[5] .. '}'
+redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[6], seq .. '-0', 'p', payload, 't', ms)
+if ARGV[1] == '1' then redis.call('SET', KEYS[4], seq, 'EX', ARGV[7]) end
+if ARGV[8] == 'set' then redis.call('HSET', KEYS[5], ARGV[9], ARGV[10])
+elseif ARGV[8] == 'del' then redis.call('HDEL', KEYS[5], ARGV[9]) end
+return {seq, 0, epoch}
+"""
+
+# KEYS: epoch, log, seq, tmi. ARGV: a new epoch. The epoch there, or this one when there was
+# none: then whatever stream and counter remain belong to no epoch and go.
+INIT = """
+local epoch = redis.call('GET', KEYS[1])
+if epoch then return epoch end
+redis.call('DEL', KEYS[2], KEYS[3], KEYS[4])
+redis.call('SET', KEYS[1], ARGV[1])
+return ARGV[1]
+"""
+
+# KEYS: epoch, log, seq, tmi. ARGV: the epoch that went wrong, a new one. Replace it unless
+# another hub already did.
+ROTATE = """
+local epoch = redis.call('GET', KEYS[1])
+if epoch and epoch ~= ARGV[1] then return epoch end
+redis.call('DEL', KEYS[2], KEYS[3], KEYS[4])
+redis.call('SET', KEYS[1], ARGV[2])
+return ARGV[2]
+"""
+
+def _entry_seq(identifier: str | bytes) -> int:
+    text = identifier.decode() if isinstance(identifier, bytes) else identifier
+    return int(text.split("-", 1)[0])
+
+
+class RedisLog:
+    """An EventLog over one Redis Stream (see the module docstring)."""
+
+    def __init__(self, url: str, *, prefix: str = "swim", history_size: int = 100_000,
+                 history_age: float = 3600.0, dedupe_ttl: float | None = None,
+                 clock: Callable[[], float] = time.monotonic,
+                 on_reset: Callable[[str], None] | None = None) -> None:
+        self.url = url
+        tag = "{" + prefix + "}"
+        self.keys = {name: f"{tag}:{name}" for name in ("log", "seq", "epoch", "tmi")}
+        self._dedupe_prefix = f"{tag}:id:"
+        self.history_size = history_size
+        self.history_age = history_age
+        self.dedupe_ttl = int(dedupe_ttl if dedupe_ttl is not None else max(history_age, 60))
+        self.clock = clock
+        self.on_reset = on_reset  # the hub closes its clients so they resume (new epoch)
+        self.client: coredis.Redis[bytes] = coredis.Redis.from_url(url)
+        self._epoch = ""
+        self._head = 0
+        self._history: deque[LogEvent] = deque()
+        self._deliver: Delivery | None = None
+        self._restore: Restore | None = None
+        self.up = False
+        self.read_lag = 0.0  # seconds from append to delivery here, last batch; 0 when idle
+        self.rtt = 0.0  # seconds of the last idle round trip (GET epoch + GET seq)
+        self.resets = 0
+        self._append = self.client.register_script(APPEND)
+        self._init = self.client.register_script(INIT)
+        self._rotate = self.client.register_script(ROTATE)
+
+    # -- the EventLog interface ------------------------------------------------------------
+
+    @property
+    def epoch(self) -> str:
+        return self._epoch
+
+    @property
+    def head(self) -> int:
+        return self._head
+
+    @property
+    def held(self) -> int:
+        return len(self._history)
+
+    def set_delivery(self, deliver: Delivery, restore: Restore | None = None) -> None:
+        self._deliver = deliver
+        self._restore = restore
+
+    async def append(self, draft: Draft) -> Appended:
+        dumps = orjson.dumps
+        change = book_change(draft.type, draft.data)
+        action, program_id, program = ("", "", b"")
+        if change is not None:
+            action, program_id = change[0], change[1]
+            program = dumps(change[2]) if change[2] is not None else b""
+        event_id = draft.event_id
+        timestamp = draft.timestamp if draft.timestamp is not None else format_ts()
+        keys = [self.keys["log"], self.keys["seq"], self.keys["epoch"],
+                self._dedupe_prefix + event_id if event_id is not None else self.keys["log"],
+                self.keys["tmi"]]
+        args: list[str | bytes] = [
+                "1" if event_id is not None else "0",
+                dumps(event_id) if event_id is not None else b"",
+                dumps(draft.type), dumps(timestamp), dumps(draft.data),
+                str(max(self.history_size, 1)), str(self.dedupe_ttl), action, program_id,
+                program, self._epoch]
+        try:
+            with trio.fail_after(CALL_TIMEOUT):
+                answer: list[Any] = await self._append(keys=keys, args=args)
+        except (trio.TooSlowError, coredis.exceptions.RedisError, OSError) as exc:
+            raise LogUnavailable(f"the event log (Redis) did not answer: {exc!r}") from None
+        seq, duplicate = int(answer[0]), int(answer[1])
+        if seq < 0:  # the log is gone (-1) or has a newer epoch (-2): adopt it, then retry
+            await self._reset("the log was reset" if seq == -1 else "the epoch changed")
+            return await self.append(draft)
+        return Appended(int(seq), duplicate=bool(duplicate))
+
+    def since(self, epoch: str, seq: int) -> list[LogEvent] | None:
+        self._trim()
+        if epoch != self._epoch or seq < 0 or seq > self._head:
+            return None
+        if seq == self._head:
+            return []
+        history = self._history
+        if not history or history[0].seq > seq + 1:
+            return None
+        start = seq + 1 - history[0].seq
+        return [history[i] for i in range(start, len(history))]
+
+    async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+        """Connect, load the epoch, the TMI book and the history, then read for ever."""
+        async with self.client:
+            while True:
+                try:
+                    with trio.fail_after(CALL_TIMEOUT * 2):
+                        await self._load()
+                    break
+                except (trio.TooSlowError, coredis.exceptions.RedisError, OSError) as exc:
+                    self._went_down(exc)
+                    await trio.sleep(1.0)
+            task_status.started()
+            await self._read_forever()
+
+    # -- loading and reading -------------------------------------------------------------------
+
+    def _epoch_keys(self) -> list[str]:
+        return [self.keys["epoch"], self.keys["log"], self.keys["seq"], self.keys["tmi"]]
+
+    async def _load(self) -> None:
+        epoch: Any = await self._init(keys=self._epoch_keys(), args=[new_epoch()])
+        self._epoch = epoch.decode() if isinstance(epoch, bytes) else str(epoch)
+        programs = [orjson.loads(v) for v in
+                    (await self.client.hgetall(self.keys["tmi"])).values()]
+        events: list[LogEvent] = []
+        start = "-"
+        while True:
+            page = await self.client.xrange(self.keys["log"], start, "+", count=1000)
+            for entry in page:
+                events.append(self._event(entry))
+            if len(page) < 1000:
+                break
+            start = f"({events[-1].seq}-0"
+        self._history = deque(events[-self.history_size:] if self.history_size else events)
+        self._head = events[-1].seq if events else 0
+        if not events:  # an empty stream: the counter says where numbering stands
+            counter = await self.client.get(self.keys["seq"])
+            self._head = int(counter) if counter else 0
+        self._trim()
+        if self._restore is not None:
+            self._restore(list(self._history), programs)
+        self._came_up()
+        log.info("event log on %s: epoch %s, head seq %d, %d event(s) held",
+                 self._shown_url(), self._epoch, self._head, len(self._history))
+
+    def _event(self, entry: Any) -> LogEvent:
+        fields = entry.field_values
+        payload = fields[b"p"]
+        envelope = orjson.loads(payload)
+        appended_ms = int(fields.get(b"t", b"0"))
+        age = max(0.0, time.time() - appended_ms / 1000) if appended_ms else 0.0
+        return LogEvent(_entry_seq(entry.identifier), envelope["type"], envelope["timestamp"],
+                        envelope["event_id"], envelope["data"], payload, self.clock() - age)
+
+    async def _read_forever(self) -> None:
+        delay = 0.2
+        while True:
+            try:
+                await self._read_once()
+                delay = 0.2
+            except (trio.TooSlowError, coredis.exceptions.RedisError, OSError) as exc:
+                self._went_down(exc)
+                await trio.sleep(delay)
+                delay = min(RETRY_MAX, delay * 2)
+
+    async def _read_once(self) -> None:
+        with trio.fail_after(READ_BLOCK_MS / 1000 + CALL_TIMEOUT):
+            found = await self.client.xread({self.keys["log"]: f"{self._head}-0"},
+                                             count=READ_BATCH, block=READ_BLOCK_MS)
+        self._came_up()
+        entries = found.get(self.keys["log"].encode(), ()) if found else ()
+        if not entries:
+            self.read_lag = 0.0
+            await self._check_epoch()
+            return
+        events = [self._event(entry) for entry in entries]
+        if events[0].seq != self._head + 1:
+            # What we had not read yet is gone (trimmed, or the log restarted): nobody may
+            # be told there is no gap.
+            await self._reset(f"the log skipped from seq {self._head} to {events[0].seq}")
+            return
+        now = self.clock()
+        self.read_lag = max(0.0, now - events[-1].received)
+        self._head = events[-1].seq
+        self._history.extend(events)
+        self._trim()
+        if self._deliver is not None:
+            self._deliver(events)
+
+    async def _check_epoch(self) -> None:
+        started = time.perf_counter()
+        with trio.fail_after(CALL_TIMEOUT):
+            async with self.client.pipeline(transaction=False) as pipe:
+                epoch_request = pipe.get(self.keys["epoch"])
+                seq_request = pipe.get(self.keys["seq"])
+        epoch, counter = await epoch_request, await seq_request
+        self.rtt = time.perf_counter() - started
+        if epoch is None or epoch.decode() != self._epoch:
+            await self._reset("the log's epoch changed" if epoch else "the log is gone")
+        elif counter is not None and int(counter) < self._head:
+            # Redis came back from an older snapshot: seqs would be reused for new events.
+            await self._rotate(keys=self._epoch_keys(), args=[self._epoch, new_epoch()])
+            await self._reset(f"the log went back from seq {self._head} to {int(counter)}")
+
+    async def _reset(self, why: str) -> None:
+        """History is gone: start over from the log's current epoch, and tell the hub."""
+        old = self._epoch
+        self.resets += 1
+        self._history.clear()
+        self._head = 0
+        with trio.fail_after(CALL_TIMEOUT * 2):
+            await self._load()
+        log.warning("event log: %s; epoch %s -> %s, clients must resume", why, old,
+                    self._epoch)
+        if self.on_reset is not None:
+            self.on_reset(self._epoch)
+
+    def _trim(self) -> None:
+        history = self._history
+        while self.history_size and len(history) > self.history_size:
+            history.popleft()
+        if self.history_age > 0:
+            horizon = self.clock() - self.history_age
+            while history and history[0].received < horizon:
+                history.popleft()
+
+    async def trim_shared(self) -> None:
+        """Drop entries older than the age bound from the shared stream too (any hub may;
+        doing it twice is harmless)."""
+        if not self._history or self.history_age <= 0:
+            return
+        self._trim()
+        if self._history:
+            await self.client.xtrim(self.keys["log"], coredis.PureToken.MINID,
+                                    self._history[0].seq)
+
+    # -- health --------------------------------------------------------------------------------
+
+    def _went_down(self, exc: BaseException) -> None:
+        if self.up or not hasattr(self, "_down_logged"):
+            log.warning("event log unreachable at %s (%s): publishes are refused with "
+                        "BROKER_UNAVAILABLE until it returns", self._shown_url(),
+                        type(exc).__name__)
+            self._down_logged = True
+        self.up = False
+
+    def _came_up(self) -> None:
+        if not self.up:
+            if getattr(self, "_down_logged", False):
+                log.info("event log at %s is back", self._shown_url())
+            self.up = True
+
+    def _shown_url(self) -> str:
+        """The URL without a password."""
+        head, at, tail = self.url.rpartition("@")
+        if not at:
+            return self.url
+        scheme, sep, _ = head.partition("://")
+        return f"{scheme}{sep}***@{tail}"
+
+    async def head_in_redis(self) -> int:
+        value = await self.client.get(self.keys["seq"])
+        return int(value) if value else 0
