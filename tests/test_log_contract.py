@@ -48,7 +48,12 @@ def make_log(request: pytest.FixtureRequest, nursery: trio.Nursery) -> MakeLog:
             return MemoryLog(**bounds)
         server = request.getfixturevalue("redis")
         log = RedisLog(server.url, prefix=uuid.uuid4().hex, **bounds)
-        await nursery.start(log.run)
+
+        async def run(task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+            async with log.client:
+                await log.run(task_status=task_status)
+
+        await nursery.start(run)
         return log
 
     return make

@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from swimctl.hub.accept import AcceptGuard
     from swimctl.hub.recorder import Recorder
     from swimctl.hub.sources.events_file import EventsFileFollower
+    from swimctl.stream.redis import RedisLog
 
 
 @attrs.define
@@ -69,6 +70,7 @@ class Watched:
     recorder: Recorder | None = None
     follower: EventsFileFollower | None = None
     accepts: list[AcceptGuard] = attrs.field(factory=list)
+    broker: RedisLog | None = None
 
     def conditions(self) -> list[Condition]:
         found = [guard.condition for guard in self.accepts]

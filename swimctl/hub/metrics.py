@@ -90,6 +90,24 @@ class HubCollector(Collector):
                                 value=hub.log.head)
         yield GaugeMetricFamily("swim_history_events", "Events held for resume",
                                 value=hub.log.held)
+        info = GaugeMetricFamily("swim_hub_info", "This hub (host:port/id); 1 while it runs",
+                                 labels=["hub"])
+        info.add_metric([hub.name], 1)
+        yield info
+        broker = self.watched.broker
+        if broker is not None:
+            yield GaugeMetricFamily("swim_broker_up",
+                                    "1 while the shared event log (Redis) answers",
+                                    value=1 if broker.up else 0)
+            yield GaugeMetricFamily("swim_broker_read_lag_seconds",
+                                    "From append to delivery here, for the last batch read "
+                                    "(0 when the reader is idle)", value=broker.read_lag)
+            yield GaugeMetricFamily("swim_broker_rtt_seconds",
+                                    "Round trip of the reader's last idle check",
+                                    value=broker.rtt)
+            yield CounterMetricFamily("swim_broker_resets",
+                                      "Times the shared log lost its history (new epoch)",
+                                      value=broker.resets)
         age = hub.feed_age()
         if age is not None:
             yield GaugeMetricFamily("swim_feed_age_seconds",
@@ -220,6 +238,11 @@ class MetricsServer:
         what to fix."""
         if self.hub.shutting_down:
             return "503 Service Unavailable", b"unavailable: shutting down\n", "text/plain"
+        broker = self.watched.broker
+        if broker is not None and not broker.up:
+            # Clients already here stay served, but new ones could not publish or be counted.
+            return ("503 Service Unavailable",
+                    b"unavailable: event log (Redis) unreachable\n", "text/plain")
         if self.auth is not None and not await self.auth.check_available():
             why = self.auth.unavailable_reason or "no answer"
             return ("503 Service Unavailable",

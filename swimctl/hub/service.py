@@ -3,6 +3,7 @@ TMI expiry and event sources. `swimctl serve` runs this; tests run it in-process
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import secrets
 import signal
@@ -109,7 +110,19 @@ async def run_service(opts: ServeOptions, *, task_status: Any = trio.TASK_STATUS
     tls = ssl_context(config.tls_cert, config.tls_key) if config.tls_cert and config.tls_key \
         else None
     server = HubServer(hub, auth, config, tls, seats)
-    watched = Watched(accepts=[server.accepts])  # what /healthz and /metrics report on
+    # What /healthz and /metrics report on.
+    watched = Watched(accepts=[server.accepts], broker=event_log)
+    async with contextlib.AsyncExitStack() as broker_scope:
+        if event_log is not None:  # its connections outlive every task that uses them
+            await broker_scope.enter_async_context(event_log.client)
+        await _serve_parts(opts, hub, hub_id, server, auth, event_log, watched, task_status)
+
+
+async def _serve_parts(opts: ServeOptions, hub: Hub, hub_id: str, server: HubServer,
+                       auth: Authenticator, event_log: RedisLog | None, watched: Watched,
+                       task_status: Any) -> None:
+    """Every task of the service, under one nursery."""
+    config = opts.config
     async with trio.open_nursery() as nursery:
         if opts.handle_signals:  # before anything else, so no signal finds us without it
             nursery.start_soon(_watch_signals, hub, nursery.cancel_scope)

@@ -191,18 +191,19 @@ class RedisLog:
         return [history[i] for i in range(start, len(history))]
 
     async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
-        """Connect, load the epoch, the TMI book and the history, then read for ever."""
-        async with self.client:
-            while True:
-                try:
-                    with trio.fail_after(CALL_TIMEOUT * 2):
-                        await self._load()
-                    break
-                except (trio.TooSlowError, coredis.exceptions.RedisError, OSError) as exc:
-                    self._went_down(exc)
-                    await trio.sleep(1.0)
-            task_status.started()
-            await self._read_forever()
+        """Load the epoch, the TMI book and the history, then read for ever. The client's
+        connections are opened around everything that uses them (`async with log.client`,
+        by the service), so they outlive the connection tasks that release seats."""
+        while True:
+            try:
+                with trio.fail_after(CALL_TIMEOUT * 2):
+                    await self._load()
+                break
+            except (trio.TooSlowError, coredis.exceptions.RedisError, OSError) as exc:
+                self._went_down(exc)
+                await trio.sleep(1.0)
+        task_status.started()
+        await self._read_forever()
 
     # -- loading and reading -------------------------------------------------------------------
 
