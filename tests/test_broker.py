@@ -12,7 +12,7 @@ import trio
 from trio_websocket import ConnectionClosed
 
 from tests.conftest import Harness, launch_hub, recv, recv_until, request
-from tests.redis_server import RedisServer
+from tests.redis_server import RedisServer, Sentinel
 
 
 async def two_hubs(nursery: trio.Nursery, tmp_path: Path, redis: RedisServer,
@@ -135,3 +135,43 @@ async def test_with_redis_away_clients_stay_and_a_publish_is_refused_in_time(
         assert len(downs) == 1 and len(backs) == 1  # once each way, not once per attempt
     finally:
         redis.stop()
+
+
+async def test_through_sentinel_the_log_follows_a_failover(
+        nursery: trio.Nursery, tmp_path: Path) -> None:
+    """A second Redis as a replica and a Sentinel watching the first: the hub finds the
+    primary through Sentinel, and after the primary dies it publishes to the promoted one."""
+    primary = RedisServer(tmp_path / "primary", appendonly=True,
+                          extra=("--repl-diskless-sync-delay", "0")).start()
+    replica = RedisServer(tmp_path / "replica", appendonly=True,
+                          extra=("--replicaof", "127.0.0.1", str(primary.port))).start()
+    sentinel = None
+    try:
+        with trio.fail_after(10):
+            while b"master_link_status:up" not in (await trio.run_process(
+                    ["redis-cli", "-p", str(replica.port), "info", "replication"],
+                    capture_stdout=True)).stdout:
+                await trio.sleep(0.1)
+        sentinel = Sentinel(tmp_path / "sentinel", primary).start()
+        hub = await launch_hub(nursery, tmp_path, broker=sentinel.url)
+        epoch = hub.hub.log.epoch
+        for n in range(3):
+            await hub.hub.publish("ctp.n", {"n": n})
+        acked = await trio.run_process(["redis-cli", "-p", str(primary.port), "wait", "1", "5000"],
+                                       capture_stdout=True)
+        assert acked.stdout.strip() == b"1"  # the replica has copied them
+        primary.stop()
+        with trio.fail_after(30):  # down after 1 s, then Sentinel's election and promotion
+            while True:
+                try:
+                    appended = await hub.hub.publish("ctp.n", {"n": 3}, event_id="after")
+                    break
+                except Exception:
+                    await trio.sleep(0.3)
+        assert appended.seq == 4 and hub.hub.log.epoch == epoch
+        await wait_for(lambda: hub.hub.log.head == 4, timeout=15)
+    finally:
+        if sentinel is not None:
+            sentinel.stop()
+        replica.stop()
+        primary.stop()

@@ -50,7 +50,7 @@ def make_log(request: pytest.FixtureRequest, nursery: trio.Nursery) -> MakeLog:
         log = RedisLog(server.url, prefix=uuid.uuid4().hex, **bounds)
 
         async def run(task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
-            async with log.client:
+            async with log.connections():
                 await log.run(task_status=task_status)
 
         await nursery.start(run)

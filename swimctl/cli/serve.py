@@ -42,9 +42,10 @@ def check_broker(url: str) -> str | None:
     """Why `--broker` cannot work, or None (checked before listening; reachability is the
     hub's to report, since Redis may come up after it)."""
     scheme = url.split("://", 1)[0] if "://" in url else ""
-    if scheme not in ("redis", "rediss", "unix"):
-        return (f"--broker {url!r}: give a Redis URL, redis://HOST:PORT/DB "
-                "(or rediss:// for TLS, unix:///path/redis.sock)")
+    if scheme not in ("redis", "rediss", "unix", "redis+sentinel", "redis+cluster"):
+        return (f"--broker {url!r}: give a Redis URL, redis://HOST:PORT/DB (rediss:// for "
+                "TLS, unix:///path/redis.sock, redis+sentinel://HOST:PORT/SERVICE, "
+                "redis+cluster://HOST:PORT)")
     return None
 
 

@@ -114,7 +114,7 @@ async def run_service(opts: ServeOptions, *, task_status: Any = trio.TASK_STATUS
     watched = Watched(accepts=[server.accepts], broker=event_log)
     async with contextlib.AsyncExitStack() as broker_scope:
         if event_log is not None:  # its connections outlive every task that uses them
-            await broker_scope.enter_async_context(event_log.client)
+            await broker_scope.enter_async_context(event_log.connections())
         await _serve_parts(opts, hub, hub_id, server, auth, event_log, watched, task_status)
 
 

@@ -21,15 +21,17 @@ Every key carries the `{swim}` hash tag, so one script's keys share a cluster sl
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import coredis
 import orjson
 import trio
+from coredis.connection import TCPLocation
 
 from swimctl.core.model import format_ts
 from swimctl.core.tmi import book_change
@@ -101,6 +103,37 @@ def _entry_seq(identifier: str | bytes) -> int:
     return int(text.split("-", 1)[0])
 
 
+def open_redis(url: str) -> tuple[coredis.Redis[bytes], list[Any]]:
+    """A client for the broker URL:
+
+    - `redis://[:PASSWORD@]HOST:PORT/DB`, `rediss://…` (TLS), `unix:///path.sock`;
+    - `redis+sentinel://[:PASSWORD@]SENTINEL:PORT[,SENTINEL:PORT…]/SERVICE[/DB]`: the
+      primary Sentinel names for SERVICE, followed through failovers;
+    - `redis+cluster://HOST:PORT`: a Redis Cluster (every key of the hub shares one slot).
+
+    Returns the client and what must be entered before it (the Sentinel manager).
+    """
+    scheme, _, rest = url.partition("://")
+    if scheme == "redis+cluster":
+        cluster: Any = coredis.RedisCluster.from_url("redis://" + rest)
+        return cluster, []
+    if scheme != "redis+sentinel":
+        return coredis.Redis.from_url(url), []
+    auth, at, hosts_path = rest.rpartition("@")
+    password = auth.partition(":")[2] if at else None
+    hosts, _, path = hosts_path.partition("/")
+    service, _, db = path.partition("/")
+    if not hosts or not service:
+        raise ValueError("redis+sentinel:// needs SENTINEL:PORT[,…]/SERVICE[/DB]")
+    sentinels = []
+    for host in hosts.split(","):
+        name, _, port = host.rpartition(":")
+        sentinels.append(TCPLocation(name or host, int(port) if port else 26379))
+    sentinel: Any = coredis.Sentinel(sentinels, sentinel_kwargs={"password": password})
+    client = sentinel.primary_for(service, db=int(db) if db else 0, password=password)
+    return client, [sentinel]
+
+
 class RedisLog:
     """An EventLog over one Redis Stream (see the module docstring)."""
 
@@ -117,7 +150,7 @@ class RedisLog:
         self.dedupe_ttl = int(dedupe_ttl if dedupe_ttl is not None else max(history_age, 60))
         self.clock = clock
         self.on_reset = on_reset  # the hub closes its clients so they resume (new epoch)
-        self.client: coredis.Redis[bytes] = coredis.Redis.from_url(url)
+        self.client, self._outer = open_redis(url)
         self._epoch = ""
         self._head = 0
         self._history: deque[LogEvent] = deque()
@@ -130,6 +163,16 @@ class RedisLog:
         self._append = self.client.register_script(APPEND)
         self._init = self.client.register_script(INIT)
         self._rotate = self.client.register_script(ROTATE)
+
+    @contextlib.asynccontextmanager
+    async def connections(self) -> AsyncIterator[None]:
+        """The client's connections (and a Sentinel manager's), open for the block: the
+        service opens them around everything that uses the log."""
+        async with contextlib.AsyncExitStack() as stack:
+            for outer in self._outer:
+                await stack.enter_async_context(outer)
+            await stack.enter_async_context(self.client)
+            yield
 
     # -- the EventLog interface ------------------------------------------------------------
 
