@@ -35,7 +35,12 @@ class HubConfig:
     # Events published within this many seconds of the last fan-out are written together
     # (one system call per client per run); 0 writes every event on its own.
     coalesce_window: float = 0.001
-    handshake_timeout: float = 10.0
+    # Seconds for the request line and headers to arrive whole (TLS: 2 s more, its own
+    # handshake comes first); a half-sent request holds a socket and a task no longer.
+    handshake_timeout: float = 3.0
+    # Handshakes with an incomplete request head allowed at once per source address (IPv4,
+    # IPv6 /64); more connections from it are closed unread. 0 turns the cap off.
+    handshakes_per_address: int = 64
     close_timeout: float = 2.0
     dedupe_size: int = 100_000
     # Key-cache policy (seconds): positives at most 10 s (and never past the revalidation
