@@ -13,6 +13,7 @@ import orjson
 import pytest
 
 from swimctl.stream.base import Draft, EventLog, LogEvent
+from swimctl.stream.durable import DurableLog
 from swimctl.stream.memory import MemoryLog
 
 
@@ -31,9 +32,14 @@ def memory_log(**bounds: Any) -> EventLog:
     return MemoryLog(**bounds)
 
 
-@pytest.fixture(params=["memory"])
-def make_log(request: pytest.FixtureRequest) -> MakeLog:
-    factories = {"memory": memory_log}
+@pytest.fixture(params=["memory", "durable"])
+def make_log(request: pytest.FixtureRequest,
+             tmp_path_factory: pytest.TempPathFactory) -> MakeLog:
+    def durable_log(**bounds: Any) -> EventLog:
+        """The memory log with its journal, in a state directory of its own per log."""
+        return DurableLog(tmp_path_factory.mktemp("state"), **bounds)
+
+    factories = {"memory": memory_log, "durable": durable_log}
     return factories[request.param]
 
 

@@ -19,6 +19,11 @@ class HubConfig:
     heartbeat_interval: float = 30.0
     history_size: int = 100_000
     history_age: float = 3600.0
+    # Payload bytes held for resume (0: no byte bound); the oldest events go first.
+    history_bytes: int = 64 * 1024 * 1024
+    # Where the embedded log keeps its journal across restarts (stream/durable.py); None:
+    # history in memory only, a restart starts a new epoch.
+    state_dir: str | None = None
     tier_caps: dict[str, int] = attrs.field(factory=lambda: dict(DEFAULT_TIER_CAPS))
     # Per-connection bound on unsent bytes; past it the client is closed with 4008.
     outbox_limit: int = 4 * 1024 * 1024

@@ -67,6 +67,7 @@ class Hub:
         self.log: EventLog = log if log is not None else MemoryLog(
             history_size=self.config.history_size,
             history_age=self.config.history_age,
+            history_bytes=self.config.history_bytes,
             dedupe_size=self.config.dedupe_size,
             clock=clock,
         )

@@ -17,9 +17,10 @@ from swimctl.hub.accept import raise_open_files_limit
 from swimctl.hub.auth import Authenticator
 from swimctl.hub.config import HubConfig
 from swimctl.hub.engine import Hub
-from swimctl.hub.health import Watched
+from swimctl.hub.health import Condition, Watched
 from swimctl.hub.server import HubServer
 from swimctl.keys import KeyStore, KeyStoreError
+from swimctl.stream.durable import DurableLog
 
 log = logging.getLogger("swimctl.service")
 
@@ -95,11 +96,34 @@ async def run_service(opts: ServeOptions, *, task_status: Any = trio.TASK_STATUS
             log.warning("%s: new connections are refused until it is reachable", exc)
     auth = Authenticator(store, config)
     airport_artcc = await _load_airport_artcc() if opts.load_geography else None
-    hub = Hub(config, airport_artcc=airport_artcc)
+    state = Condition("state directory", logging.getLogger("swimctl.state"))
+    event_log = await _durable_log(config, state) if config.state_dir else None
+    hub = Hub(config, airport_artcc=airport_artcc, log=event_log)
     tls = ssl_context(config.tls_cert, config.tls_key) if config.tls_cert and config.tls_key \
         else None
     server = HubServer(hub, auth, config, tls)
     watched = Watched(accepts=[server.accepts])  # what /healthz and /metrics report on
+    if event_log is not None:
+        watched.others.append(state)
+    try:
+        await _serve(opts, hub, server, auth, watched, task_status)
+    finally:
+        if event_log is not None:
+            event_log.close()  # at once if run() did not: the lock goes with the service
+
+
+async def _durable_log(config: HubConfig, trouble: Condition) -> DurableLog:
+    """The embedded log with its journal in `--state-dir`, read back in a worker thread."""
+    assert config.state_dir is not None
+    return await trio.to_thread.run_sync(partial(
+        DurableLog, config.state_dir, history_size=config.history_size,
+        history_age=config.history_age, history_bytes=config.history_bytes,
+        dedupe_size=config.dedupe_size, trouble=trouble))
+
+
+async def _serve(opts: ServeOptions, hub: Hub, server: HubServer, auth: Authenticator,
+                 watched: Watched, task_status: Any) -> None:
+    config = opts.config
     async with trio.open_nursery() as nursery:
         if opts.handle_signals:  # before anything else, so no signal finds us without it
             nursery.start_soon(_watch_signals, hub, nursery.cancel_scope)

@@ -3,6 +3,11 @@
 Pure and synchronous underneath: `append` numbers an event, stores it and delivers it
 before it returns, so a subscriber that resumes sees held events then live ones with no gap
 and no duplicate.
+
+History is bounded by count, age and payload bytes, whichever bites first. Events further
+back than the newest few (FRESH_EVENTS, FRESH_BYTES) are compacted to their payload
+(LogEvent.compact), so what history really costs stays near its byte bound: the decoded
+data and the frame of an event only live while fan-out may still need them.
 """
 
 from __future__ import annotations
@@ -17,24 +22,36 @@ import trio
 from swimctl.core.model import format_ts
 from swimctl.stream.base import Appended, Delivery, Draft, LogEvent, new_epoch
 
+DEFAULT_HISTORY_BYTES = 64 * 1024 * 1024
+# The newest events keep their decoded data and frames (the coalescer holds at most 128
+# events or 64 KiB; a positions batch fans out at once); older ones are compacted.
+FRESH_EVENTS = 256
+FRESH_BYTES = 4 * 1024 * 1024
+
 
 def _undelivered(events: Any) -> None:
     raise RuntimeError("the log has no delivery callback yet")
 
 
 class MemoryLog:
-    """History bounded by count and age; `event_id` de-duplication over the last ids."""
+    """History bounded by count, age and payload bytes (0: no bound of that kind);
+    `event_id` de-duplication over the last ids."""
 
     def __init__(self, *, history_size: int = 100_000, history_age: float = 3600.0,
-                 dedupe_size: int = 100_000, epoch: str | None = None,
+                 history_bytes: int = DEFAULT_HISTORY_BYTES, dedupe_size: int = 100_000,
+                 epoch: str | None = None,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.history_size = history_size
         self.history_age = history_age
+        self.history_bytes = history_bytes
         self.dedupe_size = dedupe_size
         self.clock = clock
         self._epoch = epoch or new_epoch()
         self._head = 0
         self._history: deque[LogEvent] = deque()
+        self._bytes = 0  # payload bytes held in _history
+        self._fresh: deque[LogEvent] = deque()  # newest events, not compacted yet
+        self._fresh_bytes = 0
         self._seen: OrderedDict[str, int] = OrderedDict()
         self._deliver: Delivery = _undelivered
 
@@ -49,6 +66,11 @@ class MemoryLog:
     @property
     def held(self) -> int:
         return len(self._history)
+
+    @property
+    def held_bytes(self) -> int:
+        """Payload bytes of the events held for resume."""
+        return self._bytes
 
     def set_delivery(self, deliver: Delivery) -> None:
         self._deliver = deliver
@@ -65,24 +87,49 @@ class MemoryLog:
         seq = self._head + 1
         timestamp = draft.timestamp if draft.timestamp is not None else format_ts()
         event = LogEvent.build(seq, draft, timestamp, self.clock())
+        self._store(event, draft.event_id is not None)
         if draft.event_id is not None:
-            self._seen[draft.event_id] = seq
-            if len(self._seen) > self.dedupe_size:
-                self._seen.popitem(last=False)
-        self._head = seq
-        self._history.append(event)
+            self._remember(draft.event_id, seq)
+        self._hold(event)
         self.trim()
         self._deliver((event,))
         return Appended(seq)
 
+    def _store(self, event: LogEvent, named: bool) -> None:
+        """Hook for a log that keeps its events elsewhere too (stream/durable.py): called
+        before the event is held or delivered; raising leaves the log as it was."""
+
+    def _remember(self, event_id: str, seq: int) -> None:
+        self._seen[event_id] = seq
+        if len(self._seen) > self.dedupe_size:
+            self._seen.popitem(last=False)
+
+    def _hold(self, event: LogEvent) -> None:
+        self._head = event.seq
+        self._history.append(event)
+        size = len(event.payload)
+        self._bytes += size
+        fresh = self._fresh
+        fresh.append(event)
+        self._fresh_bytes += size
+        while len(fresh) > 1 and (len(fresh) > FRESH_EVENTS or self._fresh_bytes > FRESH_BYTES):
+            old = fresh.popleft()
+            self._fresh_bytes -= len(old.payload)
+            old.compact()
+
     def trim(self) -> None:
         history = self._history
-        while len(history) > self.history_size:
-            history.popleft()
-        if self.history_age > 0:
-            horizon = self.clock() - self.history_age
-            while history and history[0].received < horizon:
-                history.popleft()
+        horizon = self.clock() - self.history_age if self.history_age > 0 else None
+        while history and (
+                len(history) > self.history_size
+                or (self.history_bytes and self._bytes > self.history_bytes)
+                or (horizon is not None and history[0].received < horizon)):
+            self._bytes -= len(history.popleft().payload)
+        self._trimmed()
+
+    def _trimmed(self) -> None:
+        """Hook: history lost events from its front (a journal drops what it no longer
+        needs)."""
 
     def since(self, epoch: str, seq: int) -> list[LogEvent] | None:
         self.trim()
