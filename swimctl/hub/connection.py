@@ -35,6 +35,9 @@ from swimctl.wire.websocket import (
 log = logging.getLogger("swimctl.server")
 
 RECEIVE_SIZE = 65536
+# After the hub's close frame, what the peer may still send while the hub waits for its close
+# frame; past this the hub stops parsing (a flood that goes on after 4003 costs nothing more).
+CLOSE_DRAIN_LIMIT = 256 * 1024
 
 OnMessage = Callable[[str | bytes], Awaitable[None]]
 # Called for each ping or pong frame received: False means over the rate (no pong is sent).
@@ -87,6 +90,7 @@ class Link:
         upgrade request."""
         with self.scope:
             data: bytes | bytearray = pending
+            drained = 0
             while True:
                 if data:
                     try:
@@ -122,6 +126,11 @@ class Link:
                     self.ended_by = ("peer dropped the connection" if not self.close_sent
                                      else self.ended_by + "; the peer dropped the connection")
                     return
+                if self.close_sent:
+                    drained += len(data)
+                    if drained > CLOSE_DRAIN_LIMIT:
+                        self.ended_by += "; the peer kept sending instead of closing"
+                        return
         if self.scope.cancelled_caught and self.close_received is None:
             self.ended_by += "; no close frame from the peer in time"
 
