@@ -123,7 +123,8 @@ def main() -> None:
 
     work = Path(tempfile.mkdtemp(prefix="auth-flood-"))
     db = f"sqlite:///{work}/keys.db"
-    env = {**os.environ, "PYTHONPATH": args.source, "SWIM_DB": db}
+    env = {**os.environ, "PYTHONPATH": args.source, "SWIM_DB": db,
+           "SWIM_STATE_DIR": str(work / "state")}
     cmd = [sys.executable, "-m", "swimctl"]
     key = orjson.loads(subprocess.run([*cmd, "keys", "create", "--tier", "partner", "--owner",
                                        "bench", "--json"], cwd=args.source, env=env, check=True,

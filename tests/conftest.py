@@ -20,6 +20,14 @@ from swimctl.keys import TIERS, KeyStore
 IN_CI = bool(os.environ.get("CI"))
 
 
+@pytest.fixture(autouse=True)
+def _own_state_dir(tmp_path_factory: pytest.TempPathFactory,
+                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every `swimctl serve` a test starts keeps its stream in a directory of its own, not the
+    user data directory that every hub on this machine would share (and lock)."""
+    monkeypatch.setenv("SWIM_STATE_DIR", str(tmp_path_factory.mktemp("state")))
+
+
 @attrs.define
 class Harness:
     handle: ServiceHandle

@@ -16,6 +16,7 @@ import pytest
 import trio
 
 from swimctl.stream.base import Draft, EventLog, LogEvent
+from swimctl.stream.durable import DurableLog
 from swimctl.stream.memory import MemoryLog
 from swimctl.stream.redis import RedisLog
 from tests.redis_server import RedisServer
@@ -39,13 +40,17 @@ def redis(tmp_path_factory: pytest.TempPathFactory) -> Any:
     server.stop()
 
 
-@pytest.fixture(params=["memory", "redis"])
-def make_log(request: pytest.FixtureRequest, nursery: trio.Nursery) -> MakeLog:
-    """A started log of each backend; Redis logs get a key prefix of their own."""
+@pytest.fixture(params=["memory", "durable", "redis"])
+def make_log(request: pytest.FixtureRequest, nursery: trio.Nursery,
+             tmp_path_factory: pytest.TempPathFactory) -> MakeLog:
+    """A started log of each backend: the durable one in a state directory of its own, a
+    Redis one under a key prefix of its own."""
 
     async def make(**bounds: Any) -> EventLog:
         if request.param == "memory":
             return MemoryLog(**bounds)
+        if request.param == "durable":
+            return DurableLog(tmp_path_factory.mktemp("state"), **bounds)
         server = request.getfixturevalue("redis")
         log = RedisLog(server.url, prefix=uuid.uuid4().hex, **bounds)
 

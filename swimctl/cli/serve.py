@@ -9,6 +9,7 @@ import ssl
 import sys
 from pathlib import Path
 
+import platformdirs
 import trio
 import typer
 from typer._click.core import ParameterSource
@@ -20,6 +21,7 @@ from swimctl.hub.service import ServeOptions, ServiceHandle, run_service
 from swimctl.keys import KeyStore, KeyStoreError
 from swimctl.keys.records import DEFAULT_TIER_CAPS
 from swimctl.logs import setup_logging
+from swimctl.stream.durable import StateDirError
 
 TIER_LIMIT_HELP = "Connections per key for a tier, TIER=N (repeatable). Defaults: " + ", ".join(
     f"{tier}={cap}" for tier, cap in DEFAULT_TIER_CAPS.items())
@@ -109,6 +111,10 @@ def check_paths(events_file: str | None, record: str | None) -> str | None:
     return None
 
 
+def default_state_dir() -> str:
+    return str(Path(platformdirs.user_data_dir("swimctl")) / "state")
+
+
 def program_name() -> str:
     """How to run swimctl again, as the user ran it: `swimctl` when that is on PATH, else the
     path it was started by (a venv's bin/swimctl, a binary in the current directory)."""
@@ -142,6 +148,13 @@ def serve(
     history_age: float = typer.Option(3600.0, envvar="SWIM_HISTORY_AGE", min=0,
                                       metavar="SECONDS",
                                       help="Events held for resume (seconds; 0 = no age bound)."),
+    history_bytes: int = typer.Option(
+        64 * 1024 * 1024, envvar="SWIM_HISTORY_BYTES", min=0, metavar="BYTES",
+        help="Events held for resume (payload bytes; 0 = no byte bound)."),
+    state_dir: str = typer.Option(
+        None, envvar="SWIM_STATE_DIR", metavar="DIR",
+        help="Keep the stream (epoch, seq, history) here across restarts; 'none' keeps it in "
+        "memory only. Default: 'state' in the user data directory."),
     tier_limit: list[str] = typer.Option(
         [], "--tier-limit", envvar="SWIM_TIER_LIMIT", metavar="TIER=N",
         help=TIER_LIMIT_HELP,
@@ -172,6 +185,13 @@ def serve(
     auth_fail_rate: float = typer.Option(
         1.0, envvar="SWIM_AUTH_FAIL_RATE", min=0, metavar="PER_SECOND",
         help="Failed authentications per second an address earns back."),
+    handshake_timeout: float = typer.Option(
+        3.0, envvar="SWIM_HANDSHAKE_TIMEOUT", min=0.1, metavar="SECONDS",
+        help="Seconds a connection has to send its whole upgrade request (TLS: 2 more)."),
+    handshakes_per_address: int = typer.Option(
+        64, envvar="SWIM_HANDSHAKES_PER_ADDRESS", min=0, metavar="N",
+        help="Unfinished upgrade requests one address (IPv6: one /64) may hold open; more "
+        "connections from it are closed at once. 0 = no cap."),
     legacy_keys: bool = typer.Option(
         False, "--legacy-keys", envvar="SWIM_LEGACY_KEYS",
         help="Also accept keys without the swim_xxx_<64 hex> format (plain-text keys of an "
@@ -231,6 +251,8 @@ def serve(
                        "throw-away key store)", err=True)
         setup = prepare_demo()
         db = setup.db_url
+        if not _given(ctx, "state_dir"):  # the demo's stream is as throw-away as its keys
+            state_dir = str(Path(setup.workdir.name) / "state")
         feed = feed or setup.feed_dir
         feed_loop = True
         if not _given(ctx, "feed_interval"):
@@ -244,9 +266,14 @@ def serve(
             typer.echo(banner(handle.url, setup.api_key, system_key=setup.system_key,
                               program=program))
 
+    if state_dir is None:
+        state_dir = default_state_dir()
     config = HubConfig(
         host=host, port=port, db_url=resolve_db(db), heartbeat_interval=heartbeat,
-        history_size=history_size, history_age=history_age, tier_caps=caps,
+        history_size=history_size, history_age=history_age, history_bytes=history_bytes,
+        state_dir=None if state_dir.lower() in ("", "none") else state_dir,
+        handshake_timeout=handshake_timeout, handshakes_per_address=handshakes_per_address,
+        tier_caps=caps,
         outbox_limit=outbox_limit, coalesce_window=coalesce_ms / 1000.0,
         tls_cert=tls_cert, tls_key=tls_key, auth_fail_burst=auth_fail_burst,
         auth_fail_rate=auth_fail_rate, legacy_keys=legacy_keys, broker=broker,
@@ -263,6 +290,8 @@ def serve(
         if all(isinstance(e, KeyboardInterrupt) for e in leaves):
             return
         for leaf in leaves:
+            if isinstance(leaf, StateDirError):
+                fail(f"--state-dir: {leaf}")
             if isinstance(leaf, ssl.SSLError):
                 fail(f"TLS: {leaf.reason or leaf}")
             if isinstance(leaf, OSError) and leaf.errno is not None:

@@ -18,6 +18,30 @@ from swimctl.core.filters import Filter
 
 ALL: tuple[Filter, ...] = ()  # a route that accepts every event of the type
 
+# Per connection, across all its subscribes (a request is bounded on its own in
+# core/protocol.py and core/filters.py): what one connection may make the hub hold and echo.
+MAX_PATTERNS = 128
+MAX_FILTER_VALUES = 4000  # the values of the connection's distinct filters, added up
+# What a `status` reply echoes of the filters (their canonical JSON, added up); past it the
+# remaining patterns are left out of `filters` and `filters_truncated` says so.
+STATUS_FILTER_BYTES = 32 * 1024
+
+
+class SubscriptionLimit(ValueError):
+    """A subscribe that would take a connection past MAX_PATTERNS or MAX_FILTER_VALUES;
+    nothing of it is applied. `what` is "patterns" or "filters"."""
+
+    def __init__(self, what: str, message: str) -> None:
+        super().__init__(message)
+        self.what = what
+
+
+def filter_values(flt: Filter) -> int:
+    """How many values a filter holds (a box counts as one)."""
+    return (len(flt.airports or ()) + len(flt.artccs or ())
+            + len(flt.callsign_prefixes or ()) + (flt.bbox is not None))
+
+
 @attrs.define(eq=False)
 class Subscriptions:
     """A client's map of channel pattern → filter, with a per-type routing cache."""
@@ -31,8 +55,19 @@ class Subscriptions:
     positions_key: str | None = None
 
     def set(self, channels: tuple[str, ...], flt: Filter) -> None:
-        for channel in channels:
-            self.patterns[channel] = flt
+        """Apply a subscribe, or raise SubscriptionLimit and change nothing."""
+        after = {**self.patterns, **dict.fromkeys(channels, flt)}
+        if len(after) > MAX_PATTERNS:
+            raise SubscriptionLimit(
+                "patterns", f"at most {MAX_PATTERNS} channel patterns per connection (this "
+                f"would make {len(after)}); unsubscribe some first")
+        distinct = {f.key: f for f in after.values()}
+        values = sum(filter_values(f) for f in distinct.values())
+        if values > MAX_FILTER_VALUES:
+            raise SubscriptionLimit(
+                "filters", f"at most {MAX_FILTER_VALUES} filter values per connection, across "
+                f"its distinct filters (this would make {values}); unsubscribe some first")
+        self.patterns.update(after)
         self._changed()
 
     def remove(self, channels: tuple[str, ...] | None) -> list[str]:
@@ -99,6 +134,19 @@ class Subscriptions:
 
     def echo(self) -> dict[str, Any]:
         return {pattern: flt.echo for pattern, flt in self.patterns.items()}
+
+    def echo_bounded(self, limit: int = STATUS_FILTER_BYTES) -> tuple[dict[str, Any], bool]:
+        """`echo`, cut once the echoed filters pass `limit` bytes of JSON; True when whole.
+        Each pattern echoes its filter in full, so 128 patterns sharing one filter of 3,000
+        values would otherwise make a status reply of megabytes."""
+        out: dict[str, Any] = {}
+        size = 0
+        for pattern, flt in self.patterns.items():
+            size += len(flt.key) + len(pattern) + 6
+            if size > limit:
+                return out, False
+            out[pattern] = flt.echo
+        return out, True
 
 
 def slice_records(route: tuple[Filter, ...], records: list[dict[str, Any]]) -> list[dict[str, Any]]:

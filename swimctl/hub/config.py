@@ -19,6 +19,11 @@ class HubConfig:
     heartbeat_interval: float = 30.0
     history_size: int = 100_000
     history_age: float = 3600.0
+    # Payload bytes held for resume (0: no byte bound); the oldest events go first.
+    history_bytes: int = 64 * 1024 * 1024
+    # Where the embedded log keeps its journal across restarts (stream/durable.py); None:
+    # history in memory only, a restart starts a new epoch.
+    state_dir: str | None = None
     tier_caps: dict[str, int] = attrs.field(factory=lambda: dict(DEFAULT_TIER_CAPS))
     # Per-connection bound on unsent bytes; past it the client is closed with 4008.
     outbox_limit: int = 4 * 1024 * 1024
@@ -35,7 +40,12 @@ class HubConfig:
     # Events published within this many seconds of the last fan-out are written together
     # (one system call per client per run); 0 writes every event on its own.
     coalesce_window: float = 0.001
-    handshake_timeout: float = 10.0
+    # Seconds for the request line and headers to arrive whole (TLS: 2 s more, its own
+    # handshake comes first); a half-sent request holds a socket and a task no longer.
+    handshake_timeout: float = 3.0
+    # Handshakes with an incomplete request head allowed at once per source address (IPv4,
+    # IPv6 /64); more connections from it are closed unread. 0 turns the cap off.
+    handshakes_per_address: int = 64
     close_timeout: float = 2.0
     dedupe_size: int = 100_000
     # Key-cache policy (seconds): positives at most 10 s (and never past the revalidation

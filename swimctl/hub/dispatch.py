@@ -16,7 +16,9 @@ from swimctl.core.protocol import (
     BROKER_UNAVAILABLE,
     FORBIDDEN,
     INTERNAL_ERROR,
+    INVALID_FILTER,
     INVALID_PUBLISH,
+    INVALID_SUBSCRIBE,
     MESSAGE_TOO_LARGE,
     MISSING,
     RATE_LIMITED,
@@ -32,6 +34,7 @@ from swimctl.core.protocol import (
     pong_reply,
     request_id_of,
 )
+from swimctl.core.routing import SubscriptionLimit
 from swimctl.core.tmi import TmiError, prepare_publish
 from swimctl.hub.client import Client
 from swimctl.hub.engine import Hub
@@ -80,7 +83,11 @@ class Dispatcher:
             req = parse_request(message, hub.airport_artcc, hub.channels)
             request_id = req.request_id
             if isinstance(req, Subscribe):
-                hub.subscribe(client, req)
+                try:
+                    hub.subscribe(client, req)
+                except SubscriptionLimit as exc:  # raised before anything was applied or sent
+                    code = INVALID_SUBSCRIBE if exc.what == "patterns" else INVALID_FILTER
+                    raise ProtocolError(code, str(exc), req.request_id) from None
             elif isinstance(req, Unsubscribe):
                 removed = hub.unsubscribe(client, req.channels)
                 hub.send(client, encode_reply({"type": "unsubscribed", "channels": removed},

@@ -68,6 +68,7 @@ class Hub:
         self.log: EventLog = log if log is not None else MemoryLog(
             history_size=self.config.history_size,
             history_age=self.config.history_age,
+            history_bytes=self.config.history_bytes,
             dedupe_size=self.config.dedupe_size,
             clock=clock,
         )
@@ -86,7 +87,7 @@ class Hub:
         self._emptied = trio.Event()  # set whenever the last client goes
         self.demotions = Demotions()  # shared by this hub's outboxes and plans
         self._targets = TargetCache(self.demotions)  # fan-out plans per event type
-        self.fan_out = FanOut(self.clients, self._targets, self.stats, self._slow_consumer)
+        self.fan_out = FanOut(self.clients, self._targets, self.stats, self.slow_consumer)
         self.coalescer = Coalescer(self.config.coalesce_window, self.fan_out.events,
                                    self.stats)
         self.log.set_delivery(self.deliver, self.restore)
@@ -147,15 +148,18 @@ class Hub:
     # -- writing to one client ---------------------------------------------------------------
 
     def send(self, client: Client, payload: bytes) -> None:
-        """A reply or error to one client, through its outbox (never dropped)."""
+        """A reply or error to one client, through its outbox. Replies count toward the
+        outbox bound like events: a client that asks and never reads is a slow consumer."""
         self.coalescer.flush_for(client)
-        client.outbox.push(text_frame(payload), CONTROL)
+        if not client.outbox.push(text_frame(payload), CONTROL):
+            self.slow_consumer(client)
 
     def _deliver(self, client: Client, frame: bytes, kind: int) -> None:
         self.coalescer.flush_for(client)
         self.fan_out.push(client, frame, kind)
 
-    def _slow_consumer(self, client: Client) -> None:
+    def slow_consumer(self, client: Client) -> None:
+        """Close 4008: the backlog is dropped, the client told why."""
         if client.close_code is not None:
             return
         self.stats.slow_consumers += 1
@@ -288,12 +292,13 @@ class Hub:
 
     def status(self, client: Client) -> dict[str, Any]:
         self.coalescer.flush_for(client)
+        filters, whole = client.subs.echo_bounded()
         data: dict[str, Any] = {
             "client_id": client.client_id,
             "connected_at": client.connected_at,
             "subscriptions": list(client.subs.patterns),
             "messages_sent": self._targets.messages_sent(client),
-            "filters": client.subs.echo(),
+            "filters": filters,
             "tier": client.tier,
             "epoch": self.log.epoch,
             "seq": self.log.head,
@@ -302,6 +307,8 @@ class Hub:
             "uptime_seconds": int(time.monotonic() - self.started),
             "hub": self.name,
         }
+        if not whole:
+            data["filters_truncated"] = True  # bounded reply (core/routing.py)
         age = self.feed_age()
         if age is not None:
             data["feed_age_seconds"] = age

@@ -71,9 +71,10 @@ class Watched:
     follower: EventsFileFollower | None = None
     accepts: list[AcceptGuard] = attrs.field(factory=list)
     broker: RedisLog | None = None
+    others: list[Condition] = attrs.field(factory=list)  # e.g. the state directory
 
     def conditions(self) -> list[Condition]:
-        found = [guard.condition for guard in self.accepts]
+        found = [guard.condition for guard in self.accepts] + self.others
         if self.recorder is not None:
             found.append(self.recorder.condition)
         if self.follower is not None:

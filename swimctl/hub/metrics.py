@@ -108,6 +108,7 @@ class HubCollector(Collector):
             yield CounterMetricFamily("swim_broker_resets",
                                       "Times the shared log lost its history (new epoch)",
                                       value=broker.resets)
+        yield from self._limits(hub)
         age = hub.feed_age()
         if age is not None:
             yield GaugeMetricFamily("swim_feed_age_seconds",
@@ -118,6 +119,26 @@ class HubCollector(Collector):
                                     value=1 if self.auth.available else 0)
             yield from self._auth(self.auth)
         yield from self._watched(self.watched)
+
+    def _limits(self, hub: Hub) -> Iterator[Any]:
+        """What the abuse bounds did (docs/operating.md, Limits and abuse)."""
+        held_bytes = getattr(hub.log, "held_bytes", None)
+        if held_bytes is not None:
+            yield GaugeMetricFamily("swim_history_bytes", "Payload bytes held for resume",
+                                    value=held_bytes)
+        disk_bytes = getattr(hub.log, "disk_bytes", None)
+        if disk_bytes is not None:
+            yield GaugeMetricFamily("swim_state_journal_bytes",
+                                    "Bytes of the --state-dir journal on disk", value=disk_bytes)
+        yield CounterMetricFamily("swim_violation_closes",
+                                  "Clients closed with 4003 (repeated protocol violations, "
+                                  "rate limit included)", value=hub.stats.violation_closes)
+        dropped = CounterMetricFamily("swim_handshakes_dropped",
+                                      "Connections closed before their upgrade request was "
+                                      "read, by reason", labels=["reason"])
+        for reason in ("per-address cap", "timeout"):
+            dropped.add_metric([reason], hub.stats.handshakes_dropped[reason])
+        yield dropped
 
     def _auth(self, auth: Authenticator) -> Iterator[Any]:
         yield CounterMetricFamily("swim_keystore_reopens",

@@ -18,12 +18,15 @@ import trio
 
 from swimctl.wire.frames import PLAIN
 
-# What a queued chunk is, for the slow-client policy.
-CONTROL = 0  # handshake, replies, close frames: never dropped
+# What a queued chunk is, for the slow-client policy. Every kind counts toward the bound.
+CONTROL = 0  # the 101, replies, pongs, close frames: never replaced, queued even after close
 EVENT = 1  # lifecycle / TMI / other events: kept until the bound is passed
 POSITIONS = 2  # positions batches: state, so a newer batch replaces a queued older one
 
 WRITEV_CHUNKS = 128  # chunks gathered into one writev by the writer (IOV_MAX is 1024)
+# What a queued chunk costs besides its bytes (the bytes object's header, two deque slots),
+# counted toward the bound: a million 2-byte pongs are ~60 MB of memory, not 2 MB.
+CHUNK_COST = 64
 
 class Demotions:
     """Counts outboxes leaving the direct state, one counter per hub: a list of file
@@ -126,7 +129,8 @@ class Outbox:
     # -- producers ---------------------------------------------------------------------------
 
     def push(self, data: bytes, kind: int = EVENT) -> bool:
-        """Queue or write one whole chunk. False means the bound was passed (slow consumer)."""
+        """Queue or write one whole chunk. False means the bound was passed (slow consumer),
+        whatever the kind: a reply or a pong the client does not read costs memory too."""
         if self.broken:
             return True
         if kind != CONTROL and not self._accept:
@@ -143,7 +147,12 @@ class Outbox:
         if kind == POSITIONS and self._chunks:
             self._drop_queued_positions()
         self._queue(data, kind)
-        return self.queued_bytes <= self.limit or kind == CONTROL
+        return self.within_bound
+
+    @property
+    def within_bound(self) -> bool:
+        """Queued bytes plus each queued chunk's overhead are within the limit."""
+        return self.queued_bytes + CHUNK_COST * self.depth <= self.limit
 
     def wrote(self, data: bytes, sent: int, kind: int) -> bool:
         """Account a direct write of `sent` bytes of `data` (made by `push`, or inline by the
@@ -155,7 +164,7 @@ class Outbox:
         self._queue(data, CONTROL if sent else kind)
         self._head_sent = sent
         self.queued_bytes -= sent
-        return self.queued_bytes <= self.limit or kind == CONTROL
+        return self.within_bound
 
     def wrote_frames(self, frames: list[bytes], sent: int) -> bool:
         """Account a direct write of `sent` bytes of `frames` joined (a coalesced run of

@@ -25,8 +25,11 @@ from swimctl.core.protocol import (
     CLOSE_TRY_AGAIN,
     CLOSE_VIOLATIONS,
     CONNECTION_LIMIT,
+    RATE_LIMITED,
+    ProtocolError,
     error_reply,
 )
+from swimctl.core.refusals import address_key
 from swimctl.hub.accept import AcceptGuard
 from swimctl.hub.auth import Authenticator, AuthFailed, peer_host
 from swimctl.hub.client import Client
@@ -53,6 +56,9 @@ log = logging.getLogger("swimctl.server")
 # bounded.
 HARD_MESSAGE_LIMIT = 1024 * 1024
 MAX_REQUEST_HEAD = 16 * 1024
+# A TLS connection's handshake comes before its request head: two more round trips, so it
+# gets this much longer than `handshake_timeout` to finish both.
+TLS_HANDSHAKE_EXTRA = 2.0
 
 
 def extract_key(headers: list[tuple[bytes, bytes]], target: str) -> str | None:
@@ -134,6 +140,9 @@ class HubServer:
         self.url = ""
         self.accepts = AcceptGuard("client")  # waits out EMFILE in accept (hub/accept.py)
         self._writers: trio.Nursery | None = None
+        # Handshakes whose request head has not fully arrived, per source (IPv4 address,
+        # IPv6 /64): half-sent requests from one place cannot hold more than the cap.
+        self.pending: dict[str, int] = {}
 
     async def serve(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
         """Listen; each connection is a task of the listener's nursery, and the outbox
@@ -151,11 +160,19 @@ class HubServer:
     async def handle(self, stream: trio.abc.Stream) -> None:
         """One connection, from its first byte to its socket's close."""
         fd = stream.socket.fileno() if isinstance(stream, trio.SocketStream) else None
+        peer = peer_host(stream)
+        source = address_key(peer) if peer is not None else None
+        cap = self.config.handshakes_per_address
+        if source is not None and cap and self.pending.get(source, 0) >= cap:
+            self.hub.stats.handshakes_dropped["per-address cap"] += 1
+            log.debug("dropped a connection from %s: %d handshakes already pending", source, cap)
+            await trio.aclose_forcefully(stream)
+            return
         outbox = Outbox(stream, fd, self.config.outbox_limit, self.hub.demotions)
         if self._writers is not None:
             outbox.attach(self._writers)
         try:
-            await self._connection(stream, outbox, peer_host(stream))
+            await self._connection(stream, outbox, peer, source)
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             pass
         except ssl.SSLError as exc:
@@ -166,10 +183,31 @@ class HubServer:
             outbox.close()  # its writer, if any, ends before the socket does
             await trio.aclose_forcefully(stream)
 
+    async def _read_upgrade(self, stream: trio.abc.Stream,
+                            source: str | None) -> tuple[Upgrade | Refusal, bytes] | None:
+        """The request head within the handshake timeout, counted as pending for its source
+        meanwhile; None when it did not come whole in time."""
+        timeout = self.config.handshake_timeout
+        if self.ssl_context is not None:
+            timeout += TLS_HANDSHAKE_EXTRA
+        if source is not None:
+            self.pending[source] = self.pending.get(source, 0) + 1
+        try:
+            with trio.move_on_after(timeout):
+                return await read_upgrade(stream)
+            self.hub.stats.handshakes_dropped["timeout"] += 1
+            return None
+        finally:
+            if source is not None:
+                left = self.pending[source] - 1
+                if left:
+                    self.pending[source] = left
+                else:
+                    del self.pending[source]
+
     async def _connection(self, stream: trio.abc.Stream, outbox: Outbox,
-                          peer: str | None) -> None:
-        with trio.move_on_after(self.config.handshake_timeout):
-            upgrade = await read_upgrade(stream)
+                          peer: str | None, source: str | None) -> None:
+        upgrade = await self._read_upgrade(stream, source)
         if upgrade is None:
             return
         checked, pending = upgrade
@@ -221,27 +259,42 @@ class HubServer:
             self.hub.send(client, self.hub.connected_message(client))
             client.on_close = lambda: link.send_close(client.close_code,
                                                       client.close_reason[:120])
+            link.on_overflow = lambda: self.hub.slow_consumer(client)
             if client.close_code is not None:
                 client.on_close()
             bucket = self.dispatcher.bucket_for(client)
             strikes = ViolationWindow(self.config.violation_limit,
                                       self.config.violation_window)
 
+            def mistake(error: ProtocolError) -> None:
+                self.hub.send(client, error_reply(error.code, error.message, error.request_id))
+                if strikes.record() and client.close_code is None:
+                    log.info("closing %s: repeated protocol violations", client_id)
+                    self.hub.stats.violation_closes += 1
+                    client.request_close(CLOSE_VIOLATIONS, "repeated protocol violations")
+
             async def on_message(message: str | bytes) -> None:
                 if client.close_code is not None:
                     return
                 error = await self.dispatcher.handle(client, message, bucket)
                 if error is not None:
-                    self.hub.send(client, error_reply(error.code, error.message,
-                                                      error.request_id))
-                    if strikes.record():
-                        log.info("closing %s: repeated protocol violations", client_id)
-                        client.request_close(CLOSE_VIOLATIONS, "repeated protocol violations")
+                    mistake(error)
 
-            await link.serve(on_message, pending)
+            def allow_control() -> bool:
+                """A ping or pong frame takes a token of the same bucket as messages."""
+                if client.close_code is not None:
+                    return False
+                if bucket.take():
+                    return True
+                mistake(ProtocolError(RATE_LIMITED, "over the message rate limit (WebSocket "
+                                      "ping and pong frames count); slow down"))
+                return False
+
+            await link.serve(on_message, pending, allow_control)
             client.on_close = None
             await link.finish()
         finally:
+            outbox.close()  # nothing more goes out: its memory goes with the client
             self.hub.remove(client)
             await self.seats.release(client)
             log.info("disconnected %s (%s)", client_id, link.ended_by)

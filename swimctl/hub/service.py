@@ -20,10 +20,11 @@ from swimctl.hub.accept import raise_open_files_limit
 from swimctl.hub.auth import Authenticator
 from swimctl.hub.config import HubConfig
 from swimctl.hub.engine import Hub
-from swimctl.hub.health import Watched
+from swimctl.hub.health import Condition, Watched
 from swimctl.hub.seats import LocalSeats, Seats
 from swimctl.hub.server import HubServer
 from swimctl.keys import KeyStore, KeyStoreError
+from swimctl.stream.durable import DurableLog
 
 if TYPE_CHECKING:
     from swimctl.stream.redis import RedisLog
@@ -104,7 +105,11 @@ async def run_service(opts: ServeOptions, *, task_status: Any = trio.TASK_STATUS
     airport_artcc = await _load_airport_artcc() if opts.load_geography else None
     hub_id = secrets.token_hex(4)
     event_log, seats = _broker_parts(config, hub_id)
-    hub = Hub(config, log=event_log, airport_artcc=airport_artcc)
+    state = Condition("state directory", logging.getLogger("swimctl.state"))
+    durable = None
+    if event_log is None and config.state_dir:  # the broker's log outlives hubs already
+        durable = await _durable_log(config, state)
+    hub = Hub(config, log=event_log or durable, airport_artcc=airport_artcc)
     if event_log is not None:
         event_log.on_reset = hub.log_reset
     tls = ssl_context(config.tls_cert, config.tls_key) if config.tls_cert and config.tls_key \
@@ -112,15 +117,30 @@ async def run_service(opts: ServeOptions, *, task_status: Any = trio.TASK_STATUS
     server = HubServer(hub, auth, config, tls, seats)
     # What /healthz and /metrics report on.
     watched = Watched(accepts=[server.accepts], broker=event_log)
-    async with contextlib.AsyncExitStack() as broker_scope:
-        if event_log is not None:  # its connections outlive every task that uses them
-            await broker_scope.enter_async_context(event_log.connections())
-        await _serve_parts(opts, hub, hub_id, server, auth, event_log, watched, task_status)
+    if durable is not None:
+        watched.others.append(state)
+    try:
+        async with contextlib.AsyncExitStack() as broker_scope:
+            if event_log is not None:  # its connections outlive every task that uses them
+                await broker_scope.enter_async_context(event_log.connections())
+            await _serve(opts, hub, hub_id, server, auth, event_log, watched, task_status)
+    finally:
+        if durable is not None:
+            durable.close()  # at once if run() did not: the lock goes with the service
 
 
-async def _serve_parts(opts: ServeOptions, hub: Hub, hub_id: str, server: HubServer,
-                       auth: Authenticator, event_log: RedisLog | None, watched: Watched,
-                       task_status: Any) -> None:
+async def _durable_log(config: HubConfig, trouble: Condition) -> DurableLog:
+    """The embedded log with its journal in `--state-dir`, read back in a worker thread."""
+    assert config.state_dir is not None
+    return await trio.to_thread.run_sync(partial(
+        DurableLog, config.state_dir, history_size=config.history_size,
+        history_age=config.history_age, history_bytes=config.history_bytes,
+        dedupe_size=config.dedupe_size, trouble=trouble))
+
+
+async def _serve(opts: ServeOptions, hub: Hub, hub_id: str, server: HubServer,
+                 auth: Authenticator, event_log: RedisLog | None, watched: Watched,
+                 task_status: Any) -> None:
     """Every task of the service, under one nursery."""
     config = opts.config
     async with trio.open_nursery() as nursery:
@@ -174,7 +194,7 @@ def _broker_parts(config: HubConfig, hub_id: str) -> tuple[RedisLog | None, Seat
     from swimctl.stream.redis import RedisLog
 
     event_log = RedisLog(config.broker, history_size=config.history_size,
-                         history_age=config.history_age)
+                         history_age=config.history_age, history_bytes=config.history_bytes)
     return event_log, RedisSeats(event_log.client, hub_id)
 
 

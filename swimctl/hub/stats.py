@@ -37,6 +37,9 @@ class HubStats:
     events: Counter[str] = attrs.field(factory=Counter)
     deliveries: int = 0
     slow_consumers: int = 0
+    violation_closes: int = 0  # clients closed with 4003
+    # Connections dropped before their request head was read: "per-address cap", "timeout".
+    handshakes_dropped: Counter[str] = attrs.field(factory=Counter)
     auth_failures: int = 0
     resumes_recovered: int = 0
     resumes_lost: int = 0

@@ -30,6 +30,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 import attrs
+import orjson
 
 from swimctl.core.model import Envelope
 from swimctl.wire.frames import ENCODINGS, PLAIN
@@ -63,18 +64,23 @@ class Appended:
 
 class LogEvent:
     """One numbered event: its payload (the envelope JSON, encoded once) and, built lazily
-    and cached, its frame in each wire encoding, shared by every client."""
+    and cached, its frame in each wire encoding, shared by every client.
 
-    __slots__ = ("_frames", "data", "event_id", "payload", "received", "seq", "timestamp",
+    A log may `compact` an event it keeps only for resume: the decoded `data` and the cached
+    frames go, the payload stays, and both come back on demand. An event then costs its
+    payload, not three times it (payload, frame, decoded data).
+    """
+
+    __slots__ = ("_data", "_frames", "event_id", "payload", "received", "seq", "timestamp",
                  "type")
 
     def __init__(self, seq: int, type: str, timestamp: str, event_id: str,
-                 data: dict[str, Any], payload: bytes, received: float) -> None:
+                 data: dict[str, Any] | None, payload: bytes, received: float) -> None:
         self.seq = seq
         self.type = type
         self.timestamp = timestamp
         self.event_id = event_id
-        self.data = data
+        self._data = data  # None: decoded from the payload when asked for
         self.payload = payload
         self.received = received  # monotonic time it entered the log, for the age bound
         self._frames: list[bytes | None] = [None] * len(ENCODINGS)
@@ -84,6 +90,21 @@ class LogEvent:
         eid = draft.event_id if draft.event_id is not None else f"e-{seq}"
         payload = Envelope(draft.type, timestamp, draft.data, seq, eid).encode()
         return cls(seq, draft.type, timestamp, eid, draft.data, payload, received)
+
+    @property
+    def data(self) -> dict[str, Any]:
+        data = self._data
+        if data is None:  # compacted: decoded each time, not kept (a replay is rare)
+            data = orjson.loads(self.payload)["data"]
+            assert isinstance(data, dict)
+        return data
+
+    def compact(self) -> None:
+        """Drop what can be rebuilt from the payload (decoded data, frames)."""
+        self._data = None
+        frames = self._frames
+        for index in range(len(frames)):
+            frames[index] = None
 
     def frame(self, encoding: int = PLAIN) -> bytes:
         frame = self._frames[encoding]

@@ -24,7 +24,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from collections import deque
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -44,6 +43,7 @@ from swimctl.stream.base import (
     Restore,
     new_epoch,
 )
+from swimctl.stream.history import DEFAULT_HISTORY_BYTES, History
 
 log = logging.getLogger("swimctl.broker")
 
@@ -138,7 +138,8 @@ class RedisLog:
     """An EventLog over one Redis Stream (see the module docstring)."""
 
     def __init__(self, url: str, *, prefix: str = "swim", history_size: int = 100_000,
-                 history_age: float = 3600.0, dedupe_ttl: float | None = None,
+                 history_age: float = 3600.0, history_bytes: int = DEFAULT_HISTORY_BYTES,
+                 dedupe_ttl: float | None = None,
                  clock: Callable[[], float] = time.monotonic,
                  on_reset: Callable[[str], None] | None = None) -> None:
         self.url = url
@@ -153,7 +154,8 @@ class RedisLog:
         self.client, self._outer = open_redis(url)
         self._epoch = ""
         self._head = 0
-        self._history: deque[LogEvent] = deque()
+        self.history = History(size=history_size, age=history_age, max_bytes=history_bytes,
+                               clock=clock)
         self._deliver: Delivery | None = None
         self._restore: Restore | None = None
         self.up = False
@@ -186,7 +188,7 @@ class RedisLog:
 
     @property
     def held(self) -> int:
-        return len(self._history)
+        return len(self.history)
 
     def set_delivery(self, deliver: Delivery, restore: Restore | None = None) -> None:
         self._deliver = deliver
@@ -222,16 +224,9 @@ class RedisLog:
         return Appended(int(seq), duplicate=bool(duplicate))
 
     def since(self, epoch: str, seq: int) -> list[LogEvent] | None:
-        self._trim()
-        if epoch != self._epoch or seq < 0 or seq > self._head:
+        if epoch != self._epoch:
             return None
-        if seq == self._head:
-            return []
-        history = self._history
-        if not history or history[0].seq > seq + 1:
-            return None
-        start = seq + 1 - history[0].seq
-        return [history[i] for i in range(start, len(history))]
+        return self.history.since(seq, self._head)
 
     async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
         """Load the epoch, the TMI book and the history, then read for ever. The client's
@@ -267,17 +262,19 @@ class RedisLog:
             if len(page) < 1000:
                 break
             start = f"({events[-1].seq}-0"
-        self._history = deque(events[-self.history_size:] if self.history_size else events)
+        self.history.clear()
+        for event in events:
+            self.history.hold(event)
         self._head = events[-1].seq if events else 0
         if not events:  # an empty stream: the counter says where numbering stands
             counter = await self.client.get(self.keys["seq"])
             self._head = int(counter) if counter else 0
-        self._trim()
+        self.history.trim()
         if self._restore is not None:
-            self._restore(list(self._history), programs)
+            self._restore(list(self.history.events), programs)
         self._came_up()
         log.info("event log on %s: epoch %s, head seq %d, %d event(s) held",
-                 self._shown_url(), self._epoch, self._head, len(self._history))
+                 self._shown_url(), self._epoch, self._head, len(self.history))
 
     def _event(self, entry: Any) -> LogEvent:
         fields = entry.field_values
@@ -318,8 +315,9 @@ class RedisLog:
         now = self.clock()
         self.read_lag = max(0.0, now - events[-1].received)
         self._head = events[-1].seq
-        self._history.extend(events)
-        self._trim()
+        for event in events:
+            self.history.hold(event)
+        self.history.trim()
         if self._deliver is not None:
             self._deliver(events)
 
@@ -342,7 +340,7 @@ class RedisLog:
         """History is gone: start over from the log's current epoch, and tell the hub."""
         old = self._epoch
         self.resets += 1
-        self._history.clear()
+        self.history.clear()
         self._head = 0
         with trio.fail_after(CALL_TIMEOUT * 2):
             await self._load()
@@ -351,24 +349,15 @@ class RedisLog:
         if self.on_reset is not None:
             self.on_reset(self._epoch)
 
-    def _trim(self) -> None:
-        history = self._history
-        while self.history_size and len(history) > self.history_size:
-            history.popleft()
-        if self.history_age > 0:
-            horizon = self.clock() - self.history_age
-            while history and history[0].received < horizon:
-                history.popleft()
-
     async def trim_shared(self) -> None:
         """Drop entries older than the age bound from the shared stream too (any hub may;
         doing it twice is harmless)."""
-        if not self._history or self.history_age <= 0:
+        if self.history_age <= 0:
             return
-        self._trim()
-        if self._history:
+        self.history.trim()
+        if self.history.events:
             await self.client.xtrim(self.keys["log"], coredis.PureToken.MINID,
-                                    self._history[0].seq)
+                                    self.history.events[0].seq)
 
     # -- health --------------------------------------------------------------------------------
 
