@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from swimctl.core.batches import FrameTooLarge
 from swimctl.core.limits import TokenBucket
 from swimctl.core.protocol import (
     FORBIDDEN,
@@ -107,8 +108,11 @@ class Dispatcher:
                 data = prepare_publish(self.hub.tmi, req.channel, data)
             except TmiError as exc:
                 raise ProtocolError(INVALID_PUBLISH, str(exc), req.request_id) from None
-        appended = await self.hub.publish(req.channel, data, timestamp=req.timestamp,
-                                          event_id=req.event_id)
+        try:
+            appended = await self.hub.publish(req.channel, data, timestamp=req.timestamp,
+                                              event_id=req.event_id)
+        except FrameTooLarge as exc:
+            raise ProtocolError(MESSAGE_TOO_LARGE, str(exc), req.request_id) from None
         ack = {
             "type": "publish_ack",
             "event_id": req.event_id if req.event_id is not None else f"e-{appended.seq}",
