@@ -18,6 +18,7 @@ from typing import IO, Any
 
 import attrs
 
+from swimctl.core.channels import READ_ANY_FAMILY
 from swimctl.core.model import Envelope, EnvelopeError, dumps, envelope_from_line
 from swimctl.hub.sources.events_file import LineSplitter
 
@@ -368,7 +369,7 @@ def decode_events(
             if not line.strip():
                 continue
             try:
-                env = envelope_from_line(line)
+                env = envelope_from_line(line, READ_ANY_FAMILY)
             except EnvelopeError as exc:
                 report.add_bad(line_no, str(exc))
                 continue
@@ -400,7 +401,7 @@ def decode_events(
         line_no += 1
         report.lines += 1
         try:
-            env = envelope_from_line(tail)
+            env = envelope_from_line(tail, READ_ANY_FAMILY)
         except EnvelopeError as exc:
             report.add_bad(line_no, f"truncated last line ({exc})")
         else:

@@ -46,8 +46,12 @@ class FakeHub:
         self.calls.append(("publish", (event_type, data, timestamp)))
         return len(self.calls), False
 
-    def replace_positions(self, positions: list[dict[str, Any]]) -> None:
-        self.calls.append(("replace_positions", positions))
+    async def publish_positions(self, positions: list[dict[str, Any]], *,
+                                timestamp: str | None = None, event_id: str | None = None,
+                                extra: dict[str, Any] | None = None) -> tuple[int, bool]:
+        assert isinstance(timestamp, str) and timestamp.endswith("Z")
+        self.calls.append(("publish_positions", positions))
+        return len(self.calls), False
 
     def feed_updated(self, update_time: dt.datetime) -> None:
         assert update_time.tzinfo is not None and update_time.utcoffset() == dt.timedelta(0)
@@ -72,17 +76,19 @@ async def wait_for(cond: Callable[[], bool], timeout: float = 15.0) -> None:
 
 
 def check_cycle_order(hub: FakeHub, cancelled: bool = False) -> None:
-    """Each cycle: replace_positions, then its events, then feed_updated. A feed cancelled
-    while it runs may stop inside its last cycle (it yields every PUBLISH_BATCH events)."""
+    """Each cycle: its lifecycle events (never a positions batch of its own), then one batch
+    of every current position, then feed_updated. A feed cancelled while it runs may stop
+    inside its last cycle (it yields every PUBLISH_BATCH events)."""
     state = "idle"
-    for kind, _ in hub.calls:
-        if kind == "replace_positions":
-            assert state == "idle"
-            state = "cycle"
-        elif kind == "publish":
-            assert state == "cycle"
+    for kind, args in hub.calls:
+        if kind == "publish":
+            assert state in ("idle", "events") and args[0] != "flight.positions"
+            state = "events"
+        elif kind == "publish_positions":
+            assert state in ("idle", "events")
+            state = "positions"
         else:
-            assert state == "cycle"
+            assert state == "positions"
             state = "idle"
     assert state == "idle" or cancelled
 
@@ -98,7 +104,7 @@ async def test_directory_replay(tmp_path: Path) -> None:
     assert [u.second for u in hub.updates()] == [29, 44]
     departed = {d["callsign"] for _, d, _ in hub.events("flight.departed")}
     assert departed == {"AIE701", "EUR1EM"}
-    positions = [c[1] for c in hub.calls if c[0] == "replace_positions"]
+    positions = [c[1] for c in hub.calls if c[0] == "publish_positions"]
     assert [len(p) for p in positions] == [754, 758]
     assert not hub.events("flight.deleted")
 

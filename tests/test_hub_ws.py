@@ -437,7 +437,7 @@ async def test_resume_replays_only_what_the_subscription_accepts(hub: Harness) -
 
 
 async def test_snapshot_sends_positions_and_active_tmis_filtered(hub: Harness) -> None:
-    hub.hub.replace_positions(BATCH)
+    await publish_batch(hub)  # the snapshot is the latest batch delivered
     gs = {"program_id": "GS-KJFK-1", "program_type": "GS", "airport": "KJFK",
           "start_time": "2026-11-26T18:00:00Z", "end_time": "2099-01-01T00:00:00Z",
           "reason": "wx", "status": "ACTIVE"}

@@ -64,8 +64,9 @@ def test_request_id_is_echoed_on_errors() -> None:
         parse({"action": "subscribe", "channels": ["bad"], "id": 7})
     assert info.value.request_id == 7
     reply = orjson.loads(p.error_reply(info.value.code, info.value.message, 7))
-    assert reply == {"type": "error", "code": "INVALID_CHANNEL",
-                     "message": info.value.message, "id": 7}
+    message = info.value.message
+    assert reply == {"type": "error", "code": "INVALID_CHANNEL", "message": message,
+                     "data": {"code": "INVALID_CHANNEL", "message": message}, "id": 7}
 
 
 def test_patterns() -> None:
@@ -75,6 +76,38 @@ def test_patterns() -> None:
     assert not pattern_matches("flight.*", "tmi.issued")
     assert DEFAULT_CHANNELS.valid_pattern("ctp.anything.goes")
     assert not DEFAULT_CHANNELS.valid_pattern("flight.")
+
+
+def test_the_upstream_channel_set() -> None:
+    """Every pattern the PHP hub's subscribe accepts, and its simtraffic publishes."""
+    upstream = ["flight.position", "flight.positions", "flight.departed", "flight.arrived",
+                "flight.created", "flight.updated", "flight.deleted", "tmi.issued",
+                "tmi.modified", "tmi.released", "ctp.slots.optimized", "ctp.session.updated",
+                "ctp.edct.assigned", "cdm.updated", "cdm.edct", "cdm.ctot", "cdm.gs",
+                "aman.sequence", "aman.updated", "tmi.*", "flight.*", "system.*", "ctp.*",
+                "cdm.*", "aman.*", "system.heartbeat", "splits.*", "simtraffic.*",
+                "simtraffic.lifecycle.*", "simtraffic.lifecycle.departed"]
+    assert [c for c in upstream if not DEFAULT_CHANNELS.valid_pattern(c)] == []
+    assert DEFAULT_CHANNELS.publish_error("simtraffic.lifecycle.departed") is None
+    # the alias matches the batch type and nothing else; prefixes match below themselves
+    assert pattern_matches("flight.position", "flight.positions")
+    assert not pattern_matches("flight.position", "flight.departed")
+    assert pattern_matches("simtraffic.lifecycle.*", "simtraffic.lifecycle.metering")
+    assert not pattern_matches("simtraffic.lifecycle.*", "simtraffic.sessions.open")
+    # a fixed family takes no sub-prefix pattern; a relayed one needs a well-formed prefix
+    for bad in ("flight.positions.*", "simtraffic..*", "simtraffic.a b.*", "flight.positionz"):
+        assert not DEFAULT_CHANNELS.valid_pattern(bad), bad
+    assert DEFAULT_CHANNELS.publish_error("flight.position") is not None
+
+
+def test_an_operator_adds_families_by_value() -> None:
+    table = DEFAULT_CHANNELS.with_families(["vacc", "ctp"])
+    assert table.valid_pattern("vacc.*") and table.publish_error("vacc.notice.posted") is None
+    assert not DEFAULT_CHANNELS.valid_pattern("vacc.*")  # the default is untouched
+    assert table.known == DEFAULT_CHANNELS.known
+    for bad in ("Vacc", "v-acc", "", "x" * 33, "vacc.sub"):
+        with pytest.raises(ValueError, match="lower-case"):
+            DEFAULT_CHANNELS.with_families([bad])
 
 
 @given(st.recursive(

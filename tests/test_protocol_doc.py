@@ -31,6 +31,9 @@ DOC = Path(__file__).resolve().parent.parent / "docs" / "protocol.md"
 BLOCK = re.compile(r"<!--\s*(example|request):\s*([\w.\-]+)\s*-->\s*```json\n(.*?)```", re.S)
 FLIGHT_TYPES = ("flight.created", "flight.updated", "flight.departed", "flight.arrived",
                 "flight.deleted", "flight.positions")
+# One example per relayed family: published by a system-tier key with the doc's own `data`.
+RELAYED_EXAMPLES = ("ctp.edct.assigned", "splits.activated", "cdm.ctot", "aman.sequence",
+                    "simtraffic.lifecycle.departed")
 
 
 def doc_blocks(kind: str) -> dict[str, Any]:
@@ -118,18 +121,34 @@ async def capture(h: Harness) -> dict[str, dict[str, Any]]:
         got["reply.pong"] = await request(ws, {"action": "ping", "id": 3})
         got["reply.error"] = await request(ws, {"action": "subscribe", "id": 4,
                                                 "channels": ["flights.*"]})
-        # Everything, unfiltered, then the recorded feed: real detector output.
+        # Everything, unfiltered, then the recorded feed: real detector output. Its batches
+        # of every flight are larger than a frame: they come in parts.
         await request(ws, {"action": "subscribe", "channels": ["*"]})
+        wanted = (*FLIGHT_TYPES[:-1], "flight.positions.part", "system.heartbeat")
         async with trio.open_nursery() as nursery:
             await nursery.start(run_feed, h.hub, demo_feed_dir(), 0.0, False)
             with trio.fail_after(30):
-                while not all(t in got for t in (*FLIGHT_TYPES, "system.heartbeat")):
+                while not all(t in got for t in wanted):
                     msg = orjson.loads(await ws.get_message())
                     if msg["type"] == "system.heartbeat" and "feed_age_seconds" not in msg[
                             "data"]:
                         continue  # one from before the feed's first cycle
-                    got.setdefault(msg["type"], msg)
+                    name = msg["type"] + (".part" if "part" in msg["data"] else "")
+                    got.setdefault(name, msg)
             nursery.cancel_scope.cancel()
+        # A batch that fits one frame: a publisher's, of two flights in ZNY the feed reported
+        # (it is the latest batch now, so the snapshot below, filtered on ZNY, is them).
+        part = got["flight.positions.part"]["data"]["positions"]
+        two = [p for p in part if p["current_artcc"] == "ZNY"][:2]
+        assert len(two) == 2
+        await request(pub, {"action": "publish", "channel": "flight.positions",
+                            "data": {"count": 2, "positions": two}})
+        got["flight.positions"] = await recv_until(ws, lambda m: m["type"] == "flight.positions"
+                                                   and "part" not in m["data"])
+        for name in RELAYED_EXAMPLES:
+            await request(pub, {"action": "publish", "channel": name,
+                                "data": doc_blocks("example")[name]["data"]})
+            got[name] = await recv_until(ws, lambda m, name=name: m["type"] == name)
         gs = {"program_id": "GS-KJFK-20261126-1", "program_type": "GS", "airport": "KJFK",
               "start_time": future(0), "end_time": future(2),
               "reason": "thunderstorms", "scope": ["ZNY", "ZDC", "ZBW"]}
@@ -191,9 +210,16 @@ async def test_snapshot_frames_carry_no_seq(captured: dict[str, Any]) -> None:
     """What the doc says about state frames versus stream events."""
     for name in ("flight.positions.snapshot", "tmi.active"):
         assert "seq" not in captured[name] and "event_id" not in captured[name], name
-    for name in (*FLIGHT_TYPES, "tmi.issued"):
+    for name in (*FLIGHT_TYPES, "tmi.issued", *RELAYED_EXAMPLES):
         assert isinstance(captured[name]["seq"], int), name
     assert captured["reply.subscribed.resume"]["recovered"] is True
+
+
+async def test_relayed_examples_are_delivered_as_published(captured: dict[str, Any]) -> None:
+    """Each relayed family's example is what its publisher's `data` becomes, unchanged."""
+    examples = doc_blocks("example")
+    for name in RELAYED_EXAMPLES:
+        assert captured[name]["data"] == examples[name]["data"], name
 
 
 async def test_every_request_example_is_accepted(start_hub: StartHub) -> None:

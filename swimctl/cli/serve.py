@@ -15,6 +15,7 @@ import typer
 from typer._click.core import ParameterSource
 
 from swimctl.cli.common import DbOption, fail, leaf_exceptions, resolve_db
+from swimctl.core.channels import DEFAULT_CHANNELS, RELAYED_FAMILIES
 from swimctl.hub.config import DEFAULT_PORT, HubConfig
 from swimctl.hub.demo import DEMO_FEED_INTERVAL, banner, issue_sample_ground_stop, prepare_demo
 from swimctl.hub.service import ServeOptions, ServiceHandle, run_service
@@ -49,6 +50,14 @@ def check_broker(url: str) -> str | None:
                 "TLS, unix:///path/redis.sock, redis+sentinel://HOST:PORT/SERVICE, "
                 "redis+cluster://HOST:PORT)")
     return None
+
+
+def parse_families(values: list[str]) -> tuple[str, ...]:
+    """`--family` values (each may list several, comma- or space-separated, as SWIM_FAMILIES
+    does), checked the way the hub will take them; ValueError names the bad one."""
+    names = tuple(n for value in values for n in value.replace(",", " ").split())
+    DEFAULT_CHANNELS.with_families(names)
+    return names
 
 
 def check_feed(spec: str) -> str | None:
@@ -166,6 +175,15 @@ def serve(
         1.0, envvar="SWIM_COALESCE_MS", min=0, max=1000, metavar="MS",
         help="Events published within this many ms of the last fan-out are written to each "
         "client together (one system call per burst); 0 writes each event on its own."),
+    max_frame_bytes: int = typer.Option(
+        64 * 1024, envvar="SWIM_MAX_FRAME_BYTES", min=4096, metavar="BYTES",
+        help="Largest frame the hub sends, header included; a bigger positions batch goes "
+        "out in parts. 64 KiB suits every PERTI SDK (the C# one reads 64 KiB at most)."),
+    family: list[str] = typer.Option(
+        [], "--family", envvar="SWIM_FAMILIES", metavar="NAME",
+        help="Relay one more event family (repeatable; SWIM_FAMILIES takes a list): NAME.* "
+        "can be published by system-tier keys and subscribed to. Built in: "
+        + ", ".join(RELAYED_FAMILIES) + "."),
     events_file: str = typer.Option(None, envvar="SWIM_EVENTS_FILE", metavar="FILE",
                                     help="Follow this JSON Lines event file."),
     feed: str = typer.Option(None, envvar="SWIM_FEED", metavar="SOURCE",
@@ -224,8 +242,9 @@ def serve(
         fail("--tls-cert and --tls-key go together")
     try:
         caps = parse_tier_caps(tier_limit)
+        families = parse_families(family)
     except ValueError as exc:
-        fail(str(exc))
+        fail(f"--family: {exc}" if "family" in str(exc) else str(exc))
     problem = ((check_broker(broker) if broker else None)
                or (check_feed(feed) if feed else None)
                or (check_tls(tls_cert, tls_key) if tls_cert and tls_key else None)
@@ -277,6 +296,7 @@ def serve(
         outbox_limit=outbox_limit, coalesce_window=coalesce_ms / 1000.0,
         tls_cert=tls_cert, tls_key=tls_key, auth_fail_burst=auth_fail_burst,
         auth_fail_rate=auth_fail_rate, legacy_keys=legacy_keys, broker=broker,
+        max_frame_bytes=max_frame_bytes, families=families,
     )
     options = ServeOptions(
         config=config, events_file=events_file, feed=feed, feed_interval=feed_interval,

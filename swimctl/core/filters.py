@@ -2,7 +2,10 @@
 
 A filter is validated and normalised at subscribe time into sets, a prefix tuple and a box, so
 the fan-out path does only set lookups and comparisons. Values within a key are ORed, keys are
-ANDed, and a key tests only events that carry its attribute.
+ANDed, and a key tests only events that carry its attribute. An event that carries none of
+the attributes any key reads (a relayed `splits.*` event, say) has nothing to be tested on:
+it goes to unfiltered subscriptions only, as with the PHP hub, whose filters drop an event
+that lacks their field.
 """
 
 from __future__ import annotations
@@ -17,9 +20,21 @@ from swimctl.core.model import dumps
 
 MAX_VALUES = 1000
 MAX_VALUE_LEN = 32
-FILTER_KEYS = frozenset({"airports", "artccs", "firs", "callsign_prefix", "bbox"})
+# `firs` and `constrained_firs` (the PHP hub's name in PERTI's CTP API) are `artccs` aliases.
+FILTER_KEYS = frozenset({"airports", "artccs", "firs", "constrained_firs", "callsign_prefix",
+                         "bbox"})
+# The keys of an event's data that some filter key reads: airports (dep, arr, a TMI's
+# airport), ARTCC (current_artcc, a TMI's scope or ARTCC), callsign, position.
+FILTERED_FIELDS = frozenset({"dep", "arr", "airport", "current_artcc", "scope", "artcc",
+                             "airport_artcc", "callsign", "latitude", "longitude"})
 
 AirportArtcc = Callable[[str], "str | None"]
+
+
+def carries_filter_fields(data: dict[str, Any]) -> bool:
+    """Whether a filter has anything to test in `data`; an event without it reaches only
+    unfiltered subscriptions."""
+    return "callsign" in data or not FILTERED_FIELDS.isdisjoint(data)
 
 
 class FilterError(ValueError):
@@ -78,10 +93,10 @@ class Filter:
         `tmi.active` program list is sliced instead, like a positions batch)."""
         if self.empty or is_hub_only(event_type):
             return True
-        return self._accepts_record(data)
+        return self._accepts_record(data) and carries_filter_fields(data)
 
     def accepts_position(self, position: dict[str, Any]) -> bool:
-        return self._accepts_record(position)
+        return self._accepts_record(position) and carries_filter_fields(position)
 
     def _accepts_record(self, data: dict[str, Any]) -> bool:
         if self.airports is not None:
@@ -134,7 +149,7 @@ class Filter:
     def slice_positions(self, positions: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
         if self.empty:
             return list(positions)
-        return [p for p in positions if self._accepts_record(p)]
+        return [p for p in positions if self._accepts_record(p) and carries_filter_fields(p)]
 
 
 NO_FILTER = Filter(echo={}, key="{}")
@@ -200,11 +215,12 @@ def compile_filter(raw: Any, airport_artcc: AirportArtcc | None = None) -> Filte
             airports = frozenset(codes)
             echo["airports"] = sorted(airports)
     art: set[str] = set()
-    for name in ("artccs", "firs"):
+    for name in ("artccs", "firs", "constrained_firs"):
         if name in raw:
             art.update(normalize_artcc(c) for c in _codes(name, raw[name]))
     if len(art) > MAX_VALUES:  # `firs` is an alias: the bound is on the merged key
-        raise FilterError(f"`artccs` and `firs` together hold more than {MAX_VALUES} values")
+        raise FilterError(f"`artccs` and its aliases together hold more than {MAX_VALUES} "
+                          "values")
     if art:
         artccs = frozenset(art)
         echo["artccs"] = sorted(artccs)

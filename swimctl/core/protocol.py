@@ -47,6 +47,8 @@ BROKER_UNAVAILABLE = "BROKER_UNAVAILABLE"  # the shared event log did not answer
 # Close codes.
 CLOSE_NORMAL = 1000
 CLOSE_GOING_AWAY = 1001
+CLOSE_PROTOCOL_ERROR = 1002  # a frame that breaks RFC 6455 (wire/websocket.py)
+CLOSE_INVALID_DATA = 1007  # a text message that is not UTF-8
 CLOSE_TOO_BIG = 1009  # a message past HARD_MESSAGE_LIMIT (hub/server.py)
 CLOSE_SERVICE_RESTART = 1012  # the shared event log restarted empty: resume elsewhere/again
 CLOSE_TRY_AGAIN = 1013  # the broker could not count a key's connections: retry shortly
@@ -252,7 +254,11 @@ def encode_reply(body: dict[str, Any], request_id: Any = MISSING) -> bytes:
 
 
 def error_reply(code: str, message: str, request_id: Any = MISSING) -> bytes:
-    return encode_reply({"type": "error", "code": code, "message": message}, request_id)
+    """An error frame. `code` and `message` stand at the top level (PHP hub, Python and
+    JavaScript SDKs) and again in `data` (PERTI's C# and Java SDKs read `data.code` and
+    `data.message`, and the C# one stops its receive loop when `data` lacks them)."""
+    return encode_reply({"type": "error", "code": code, "message": message,
+                         "data": {"code": code, "message": message}}, request_id)
 
 
 def pong_reply(request_id: Any = MISSING) -> bytes:

@@ -14,7 +14,7 @@ from typing import Any
 import attrs
 
 from swimctl.core.channels import POSITIONS, pattern_matches
-from swimctl.core.filters import Filter
+from swimctl.core.filters import Filter, carries_filter_fields
 
 ALL: tuple[Filter, ...] = ()  # a route that accepts every event of the type
 
@@ -204,7 +204,7 @@ class PositionIndex:
                 airport = rec.get("airport")
                 if isinstance(airport, str):
                     by_airport.setdefault(airport.upper(), []).append(i)
-            else:
+            elif carries_filter_fields(rec):  # nothing at all to test: no filter takes it
                 loose.append(i)
         self.by_airport = by_airport
         self.loose = loose

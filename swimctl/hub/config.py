@@ -28,6 +28,11 @@ class HubConfig:
     # Per-connection bound on unsent bytes; past it the client is closed with 4008.
     outbox_limit: int = 4 * 1024 * 1024
     max_message_bytes: int = 64 * 1024
+    # No frame the hub sends is larger (header included): PERTI's C# SDK reads into a 64 KiB
+    # buffer. A bigger positions batch goes out in parts (core/batches.py).
+    max_frame_bytes: int = 64 * 1024
+    # Relayed event families added to the built-in table (serve --family).
+    families: tuple[str, ...] = ()
     rate_per_second: float = 10.0
     rate_burst: int = 20
     # System-tier keys belong to the operator's own publishers (replay, TMI tools, bridges):

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from swimctl.core.batches import FrameTooLarge
 from swimctl.core.limits import TokenBucket
 from swimctl.core.protocol import (
     BROKER_UNAVAILABLE,
@@ -125,6 +126,8 @@ class Dispatcher:
                 BROKER_UNAVAILABLE, "the event log is unavailable; retry shortly",
                 req.request_id))
             return
+        except FrameTooLarge as exc:
+            raise ProtocolError(MESSAGE_TOO_LARGE, str(exc), req.request_id) from None
         ack = {
             "type": "publish_ack",
             "event_id": req.event_id if req.event_id is not None else f"e-{appended.seq}",

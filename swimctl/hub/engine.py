@@ -1,8 +1,11 @@
 """The engine: the registry of live clients, the hub's state, and the two halves of the stream.
 
 Events go into the log (`publish`, awaiting its answer) and come back through `deliver`, the
-log's delivery callback, which applies them to the hub's state (TMI programs) and fans them
-out (hub/fanout.py), at once or with the burst they belong to (hub/coalescer.py). Delivery,
+log's delivery callback, which applies them to the hub's state (TMI programs, the latest
+complete positions batch) and fans them out (hub/fanout.py), at once or with the burst they
+belong to (hub/coalescer.py). State is built only from delivered events, so hubs that share
+one log build the same state. No frame the hub sends is larger than `max_frame_bytes`: a
+positions batch over it is published as parts, each its own event (core/batches.py). Delivery,
 replies and resume are synchronous: nothing here awaits a client, so no client can delay
 another, and held events are flushed before anything a client could see out of order, so a
 resume never falls between history and live delivery.
@@ -12,6 +15,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import secrets
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -19,6 +23,18 @@ from typing import Any
 import trio
 
 from swimctl import PROTOCOL_VERSION
+from swimctl.core.batches import (
+    BATCH_KEYS,
+    BatchAssembler,
+    FrameTooLarge,
+    batch_parts,
+    envelope_measure,
+    part_data,
+    payload_limit,
+    split_batch,
+    typed_positions,
+    typed_record,
+)
 from swimctl.core.channels import DEFAULT_CHANNELS, HEARTBEAT, POSITIONS, TMI_ACTIVE, Channels
 from swimctl.core.filters import AirportArtcc
 from swimctl.core.model import Envelope, dumps, format_ts, format_ts_seconds
@@ -32,7 +48,7 @@ from swimctl.core.protocol import (
     encode_reply,
     error_reply,
 )
-from swimctl.core.routing import slice_records
+from swimctl.core.routing import ALL, slice_records
 from swimctl.core.tmi import TmiBook
 from swimctl.hub.client import Client
 from swimctl.hub.coalescer import Coalescer
@@ -60,7 +76,7 @@ class Hub:
         config: HubConfig | None = None,
         *,
         log: EventLog | None = None,
-        channels: Channels = DEFAULT_CHANNELS,
+        channels: Channels | None = None,
         airport_artcc: AirportArtcc | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -72,11 +88,15 @@ class Hub:
             dedupe_size=self.config.dedupe_size,
             clock=clock,
         )
-        self.channels = channels
+        self.channels = channels if channels is not None else \
+            DEFAULT_CHANNELS.with_families(self.config.families)
         self.airport_artcc = airport_artcc
         self.clients: dict[str, Client] = {}
         self.by_key: dict[int, set[Client]] = {}
-        self.positions: list[dict[str, Any]] = []
+        self.payload_limit = payload_limit(self.config.max_frame_bytes)
+        # The latest complete positions batch, joined from the parts delivered (snapshots).
+        self.positions_state = BatchAssembler()
+        self._snapshot_cache: tuple[str, list[bytes]] | None = None
         self.tmi = TmiBook()
         self.stats = HubStats()
         self.started = time.monotonic()
@@ -154,9 +174,9 @@ class Hub:
         if not client.outbox.push(text_frame(payload), CONTROL):
             self.slow_consumer(client)
 
-    def _deliver(self, client: Client, frame: bytes, kind: int) -> None:
+    def _deliver(self, client: Client, frame: bytes, kind: int, batch: str | None = None) -> None:
         self.coalescer.flush_for(client)
-        self.fan_out.push(client, frame, kind)
+        self.fan_out.push(client, frame, kind, batch)
 
     def slow_consumer(self, client: Client) -> None:
         """Close 4008: the backlog is dropped, the client told why."""
@@ -187,8 +207,70 @@ class Hub:
     ) -> Appended:
         """Append one event to the log; it reaches clients through `deliver` (before this
         returns with the in-process log). Returns its seq, or the original seq of a
-        duplicate `event_id`."""
+        duplicate `event_id`. A positions batch goes through `publish_positions` (it may
+        become several events); integer fields of `flight.*` data are made integers; an
+        event too large for one frame raises FrameTooLarge."""
+        if event_type == POSITIONS:
+            return await self.publish_positions(
+                data.get("positions"), timestamp=timestamp, event_id=event_id,
+                extra={k: v for k, v in data.items()
+                       if k not in ("count", "positions", "snapshot")})
+        if event_type.startswith("flight."):
+            data = typed_record(data, needs_position=False) or data
+        self._check_size(event_type, data, timestamp, event_id)
         return await self.log.append(Draft(event_type, data, timestamp, event_id))
+
+    def _check_size(self, event_type: str, data: dict[str, Any], timestamp: str | None,
+                    event_id: str | None) -> None:
+        size = envelope_measure(event_type, timestamp or format_ts(), event_id, None)(data)
+        if size > self.payload_limit:
+            raise FrameTooLarge(f"the event would be {size} bytes on the wire, over the hub's "
+                                f"frame bound of {self.config.max_frame_bytes}")
+
+    async def publish_positions(
+        self,
+        positions: Any,
+        *,
+        timestamp: str | None = None,
+        event_id: str | None = None,
+        extra: dict[str, Any] | None = None,
+    ) -> Appended:
+        """Publish a positions batch: one event when it fits a frame, else parts, each its
+        own event in the log (its own seq) carrying `batch_id`, `part` and `parts`, all with
+        one timestamp. Part 1 takes `event_id` (so a retried publish is a duplicate as a
+        whole) and parts after it `event_id#N`; the batch id is `event_id`, or a new one.
+        Positions without coordinates are dropped, integer fields made integers. A part that
+        already carries batch keys (relayed from a recording) keeps them when it fits; one
+        that does not fit becomes a batch of its own. Returns part 1's answer."""
+        records = typed_positions(positions)
+        extra = dict(extra or {})
+        stamp = timestamp if timestamp is not None else format_ts()
+        found = batch_parts(extra)
+        for key in BATCH_KEYS:
+            extra.pop(key, None)
+        batch_id = found[0] if found is not None else (
+            event_id if event_id is not None else f"b-{secrets.token_hex(6)}")
+        measure = envelope_measure(POSITIONS, stamp, event_id, batch_id, extra)
+        chunks = split_batch(records, measure, self.payload_limit)
+        part, parts = 1, len(chunks)
+        label: str | None = batch_id
+        if found is not None and parts == 1:
+            _, part, parts = found
+        elif parts == 1:
+            label = None  # one frame: the batch as it always was
+        elif found is not None:
+            label = f"b-{secrets.token_hex(6)}"
+        first: Appended | None = None
+        for n, chunk in enumerate(chunks):
+            eid = event_id if n == 0 or event_id is None else f"{event_id}#{part + n}"
+            data = part_data(chunk, label, part + n, parts, extra=extra)
+            appended = await self.log.append(Draft(POSITIONS, data, stamp, eid))
+            if first is None:
+                first = appended
+                if appended.duplicate:
+                    break
+        assert first is not None
+        return first
 
     def deliver(self, events: Sequence[LogEvent]) -> None:
         """The log's delivery callback: events in seq order, each once."""
@@ -198,6 +280,7 @@ class Hub:
                 self.tmi.apply(event_type, event.data)
             self.stats.events[event_type] += 1
             if event_type == POSITIONS:
+                self.positions_state.add(event.data, event.event_id)
                 self.flush()  # what was published before goes out before
                 self.coalescer.timed(self.fan_out.positions, event)
             else:
@@ -216,14 +299,14 @@ class Hub:
 
     def restore(self, events: Sequence[LogEvent], programs: Sequence[dict[str, Any]]) -> None:
         """State from a log that outlived this hub: the active programs and the latest
-        positions batch, so a hub that starts late serves the same snapshot as the others."""
+        complete positions batch, joined from its parts as live delivery joins them, so a
+        hub that starts late serves the same snapshot as the others."""
         self.tmi = TmiBook()
         for program in programs:
             self.tmi.apply("tmi.issued", program)
-        for event in reversed(events):
-            if event.type == POSITIONS and isinstance(event.data.get("positions"), list):
-                self.positions = event.data["positions"]
-                break
+        for event in events:
+            if event.type == POSITIONS:
+                self.positions_state.add(event.data, event.event_id)
 
     def log_reset(self, epoch: str) -> None:
         """The shared log lost its history (new epoch): every client must resubscribe, and
@@ -232,10 +315,6 @@ class Hub:
         for client in list(self.clients.values()):
             client.request_close(CLOSE_SERVICE_RESTART,
                                  f"event log restarted (epoch {epoch}); resume")
-
-    def replace_positions(self, positions: list[dict[str, Any]]) -> None:
-        """Current position of every flight, served as the snapshot batch."""
-        self.positions = positions
 
     def feed_updated(self, update_time: dt.datetime) -> None:
         self.feed_time = update_time
@@ -276,19 +355,48 @@ class Hub:
         return client.subs.remove(channels)
 
     def _send_snapshot(self, client: Client) -> None:
+        """The latest complete positions batch the client's filters accept (in frames of the
+        hub's bound, like a live batch) and the active programs, as state: no seq."""
         now = format_ts()
         route = client.subs.route(POSITIONS)
-        if route is not None and self.positions:
-            kept = slice_records(route, self.positions)
-            if kept:
-                data = {"count": len(kept), "positions": kept, "snapshot": True}
-                self._deliver(client, text_frame(Envelope(POSITIONS, now, data).encode()),
-                              POSITIONS_KIND)
+        state = self.positions_state
+        if route is not None and state.records:
+            batch_id = state.batch_id or ""
+            tag = f"snapshot:{batch_id}"
+            for frame in self._positions_snapshot(route, batch_id, now):
+                self._deliver(client, frame, POSITIONS_KIND, tag)
         route = client.subs.route(TMI_ACTIVE)
         if route is not None:
             programs = slice_records(route, self.tmi.active())
-            data = {"programs": programs, "count": len(programs)}
-            self._deliver(client, text_frame(Envelope(TMI_ACTIVE, now, data).encode()), EVENT)
+            measure = envelope_measure(TMI_ACTIVE, now, None, None, stream=False)
+            chunks = split_batch(programs, measure, self.payload_limit, key="programs")
+            for n, chunk in enumerate(chunks, 1):
+                data: dict[str, Any] = {"programs": chunk, "count": len(chunk)}
+                if len(chunks) > 1:
+                    data |= {"part": n, "parts": len(chunks)}
+                self._deliver(client, text_frame(Envelope(TMI_ACTIVE, now, data).encode()),
+                              EVENT)
+
+    def _positions_snapshot(self, route: tuple[Any, ...], batch_id: str,
+                            now: str) -> list[bytes]:
+        """Snapshot frames for one route; those of the whole batch are built once per batch
+        (a hub restart brings every client back asking for them at once)."""
+        cached = self._snapshot_cache
+        if route is ALL and cached is not None and cached[0] == batch_id:
+            return cached[1]
+        kept = slice_records(route, self.positions_state.records)
+        if not kept:
+            return []
+        extra = {"snapshot": True}
+        measure = envelope_measure(POSITIONS, now, None, batch_id, extra, stream=False)
+        chunks = split_batch(kept, measure, self.payload_limit)
+        label = batch_id if len(chunks) > 1 else None
+        frames = [text_frame(Envelope(POSITIONS, now, part_data(
+            chunk, label, n, len(chunks), extra=extra)).encode())
+            for n, chunk in enumerate(chunks, 1)]
+        if route is ALL:
+            self._snapshot_cache = (batch_id, frames)
+        return frames
 
     def status(self, client: Client) -> dict[str, Any]:
         self.coalescer.flush_for(client)

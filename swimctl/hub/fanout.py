@@ -5,6 +5,10 @@ plain non-blocking write per file descriptor (hub/plans.py); filtered clients ar
 through their airports or their filters; a positions batch is sliced per distinct filter and
 each slice encoded once. Only what the kernel does not take waits in an outbox. A client
 whose backlog passes its bound is handed to `on_slow` (close 4008).
+
+A positions batch may come as several parts (core/batches.py), each its own event: each is
+sliced alone, and its frames carry the batch id to the outbox, which replaces a queued older
+batch only as a whole (hub/outbox.py).
 """
 
 from __future__ import annotations
@@ -13,7 +17,9 @@ import os
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
+from swimctl.core.batches import batch_parts
 from swimctl.core.channels import POSITIONS
+from swimctl.core.filters import carries_filter_fields
 from swimctl.core.routing import ALL, PositionIndex, airport_keys, slice_records
 from swimctl.hub.client import Client
 from swimctl.hub.outbox import EVENT
@@ -32,10 +38,10 @@ class FanOut:
         self.stats = stats
         self.on_slow = on_slow
 
-    def push(self, client: Client, frame: bytes, kind: int) -> None:
+    def push(self, client: Client, frame: bytes, kind: int, batch: str | None = None) -> None:
         """One frame to one client, counted as a delivery to it."""
         client.messages_sent += 1
-        if not client.outbox.push(frame, kind):
+        if not client.outbox.push(frame, kind, batch):
             self.on_slow(client)
 
     # -- events (not positions) ----------------------------------------------------------------
@@ -77,6 +83,8 @@ class FanOut:
 
     def _filtered(self, plan: TargetPlan, event: LogEvent) -> int:
         etype, data = event.type, event.data
+        if not carries_filter_fields(data):
+            return 0  # nothing for a filter to test: unfiltered subscriptions only
         # A route made only of airport filters is one set (fast_route), tested against the
         # event's airports once; plans list such clients under each of their airports.
         keys = airport_keys(data)
@@ -162,6 +170,7 @@ class FanOut:
             positions = []
         slices: dict[str, LogEvent | None] = {}
         index: PositionIndex | None = None  # built on the first filtered client only
+        tag = positions_tag(event)
         delivered = 0
         for client in self.clients.values():
             route = client.subs.route(POSITIONS)
@@ -181,7 +190,8 @@ class FanOut:
                 continue
             delivered += 1
             client.messages_sent += 1
-            if not client.outbox.push(source.frame(client.outbox.encoding), POSITIONS_KIND):
+            if not client.outbox.push(source.frame(client.outbox.encoding), POSITIONS_KIND,
+                                      tag):
                 self.on_slow(client)
         self.stats.deliveries += delivered
 
@@ -216,10 +226,16 @@ class FanOut:
                         event, route, positions if isinstance(positions, list) else [])
                 if source is None:
                     continue
-                self.push(client, source.frame(encoding), POSITIONS_KIND)
+                self.push(client, source.frame(encoding), POSITIONS_KIND, positions_tag(event))
             elif route is ALL or any(f.accepts(event.type, event.data) for f in route):
                 self.push(client, event.frame(encoding), EVENT)
             else:
                 continue
             sent += 1
         return sent
+
+
+def positions_tag(event: LogEvent) -> str:
+    """What a positions frame is part of, for the outbox: its batch, or itself alone."""
+    found = batch_parts(event.data)
+    return found[0] if found is not None else event.event_id

@@ -22,6 +22,9 @@ from swimctl.wire.frames import PLAIN
 CONTROL = 0  # the 101, replies, pongs, close frames: never replaced, queued even after close
 EVENT = 1  # lifecycle / TMI / other events: kept until the bound is passed
 POSITIONS = 2  # positions batches: state, so a newer batch replaces a queued older one
+# A batch may come in parts (core/batches.py): a POSITIONS chunk is pushed with its batch id,
+# and a queued batch is dropped only whole, only for a newer batch, and never once a byte of
+# it went out, so a client never sees part of a batch without the rest.
 
 WRITEV_CHUNKS = 128  # chunks gathered into one writev by the writer (IOV_MAX is 1024)
 # What a queued chunk costs besides its bytes (the bytes object's header, two deque slots),
@@ -49,12 +52,14 @@ class Outbox:
 
     __slots__ = (
         "_accept",
+        "_batches",
         "_chunks",
         "_demotions",
         "_drained",
         "_head_sent",
         "_kinds",
         "_nursery",
+        "_started",
         "_wakeup",
         "_writer_started",
         "broken",
@@ -76,6 +81,8 @@ class Outbox:
         self.limit = limit
         self._chunks: deque[bytes] | None = None  # made on the first backlog, then kept
         self._kinds: deque[int] | None = None
+        self._batches: deque[str | None] | None = None  # each chunk's positions batch
+        self._started: str | None = None  # the last positions batch a byte of went out
         self._head_sent = 0  # bytes of _chunks[0] already written
         self.queued_bytes = 0
         self.bytes_sent = 0  # through this outbox; fan-out's fast path counts in HubStats
@@ -128,9 +135,10 @@ class Outbox:
 
     # -- producers ---------------------------------------------------------------------------
 
-    def push(self, data: bytes, kind: int = EVENT) -> bool:
+    def push(self, data: bytes, kind: int = EVENT, batch: str | None = None) -> bool:
         """Queue or write one whole chunk. False means the bound was passed (slow consumer),
-        whatever the kind: a reply or a pong the client does not read costs memory too."""
+        whatever the kind: a reply or a pong the client does not read costs memory too.
+        `batch` names the positions batch a POSITIONS chunk belongs to (None: its own)."""
         if self.broken:
             return True
         if kind != CONTROL and not self._accept:
@@ -143,10 +151,10 @@ class Outbox:
             except OSError:
                 self._break()
                 return True
-            return self.wrote(data, sent, kind)
+            return self.wrote(data, sent, kind, batch)
         if kind == POSITIONS and self._chunks:
-            self._drop_queued_positions()
-        self._queue(data, kind)
+            self._drop_queued_positions(batch)
+        self._queue(data, kind, batch)
         return self.within_bound
 
     @property
@@ -154,14 +162,16 @@ class Outbox:
         """Queued bytes plus each queued chunk's overhead are within the limit."""
         return self.queued_bytes + CHUNK_COST * self.depth <= self.limit
 
-    def wrote(self, data: bytes, sent: int, kind: int) -> bool:
+    def wrote(self, data: bytes, sent: int, kind: int, batch: str | None = None) -> bool:
         """Account a direct write of `sent` bytes of `data` (made by `push`, or inline by the
         hub's fan-out while `direct`); queue the rest. Returns what `push` returns."""
         self.bytes_sent += sent
+        if sent and kind == POSITIONS:
+            self._started = batch
         if sent == len(data):
             return True
         # A partly written chunk must go out whole (CONTROL: never dropped or replaced).
-        self._queue(data, CONTROL if sent else kind)
+        self._queue(data, CONTROL if sent else kind, batch)
         self._head_sent = sent
         self.queued_bytes -= sent
         return self.within_bound
@@ -183,32 +193,42 @@ class Outbox:
                 ok = self.push(frame, EVENT) and ok
         return ok
 
-    def _queue(self, data: bytes, kind: int) -> None:
-        if self._chunks is None or self._kinds is None:
+    def _queue(self, data: bytes, kind: int, batch: str | None = None) -> None:
+        if self._chunks is None or self._kinds is None or self._batches is None:
             self._chunks = deque()
             self._kinds = deque()
+            self._batches = deque()
         self._chunks.append(data)
         self._kinds.append(kind)
+        self._batches.append(batch)
         self.queued_bytes += len(data)
         if self.direct:
             self.direct = False
             self._demotions.count += 1
         self._wake_writer()
 
-    def _drop_queued_positions(self) -> None:
-        """Positions are state: an older queued batch is worth nothing once a newer exists."""
+    def _drop_queued_positions(self, batch: str | None) -> None:
+        """Positions are state: an older queued batch is worth nothing once a newer exists.
+        Kept: the partly written head, the parts of `batch` already queued, and the rest of
+        a batch that has started going out. Untagged chunks (`batch` None) are batches of
+        one."""
         if not self._kinds or POSITIONS not in self._kinds:
             return
-        assert self._chunks is not None
+        assert self._chunks is not None and self._batches is not None
+        keep = {batch, self._started} - {None} if batch is not None else set()
         keep_c: deque[bytes] = deque()
         keep_k: deque[int] = deque()
-        for index, (chunk, kind) in enumerate(zip(self._chunks, self._kinds, strict=True)):
-            if kind == POSITIONS and not (index == 0 and self._head_sent):
+        keep_b: deque[str | None] = deque()
+        for index, (chunk, kind, tag) in enumerate(
+                zip(self._chunks, self._kinds, self._batches, strict=True)):
+            if (kind == POSITIONS and not (index == 0 and self._head_sent)
+                    and tag not in keep):
                 self.queued_bytes -= len(chunk)
                 continue
             keep_c.append(chunk)
             keep_k.append(kind)
-        self._chunks, self._kinds = keep_c, keep_k
+            keep_b.append(tag)
+        self._chunks, self._kinds, self._batches = keep_c, keep_k, keep_b
         self._update_direct()
 
     def discard_backlog(self) -> None:
@@ -220,6 +240,8 @@ class Outbox:
         while len(self._chunks) > keep:
             chunk = self._chunks.pop()
             self._kinds.pop()
+            if self._batches:
+                self._batches.pop()
             self.queued_bytes -= len(chunk)
 
     def close(self) -> None:
@@ -234,6 +256,8 @@ class Outbox:
         if self._chunks is not None and self._kinds is not None:
             self._chunks.clear()
             self._kinds.clear()
+        if self._batches is not None:
+            self._batches.clear()
         self.queued_bytes = 0
         self._head_sent = 0
         if self._drained is not None:
@@ -259,7 +283,7 @@ class Outbox:
             else:
                 assert self._chunks is not None and self._kinds is not None
                 chunk = self._chunks.popleft()
-                self._kinds.popleft()
+                self._popped(self._kinds.popleft())
                 self.queued_bytes -= len(chunk)
                 try:
                     await self.stream.send_all(chunk)
@@ -297,8 +321,17 @@ class Outbox:
             left = self._head_sent + sent
             while chunks and left >= len(chunks[0]):
                 left -= len(chunks.popleft())
-                kinds.popleft()
+                self._popped(kinds.popleft())
             self._head_sent = left
+            if left and self._batches and self._batches[0] is not None:
+                self._started = self._batches[0]
+
+    def _popped(self, kind: int) -> None:
+        """A chunk left the queue to be written: its batch, if any, has started."""
+        assert self._batches is not None
+        batch = self._batches.popleft()
+        if kind == POSITIONS or batch is not None:
+            self._started = batch
 
     async def drained(self) -> None:
         """Return once nothing is queued (or the connection broke)."""

@@ -18,6 +18,7 @@ import attrs
 import orjson
 import trio
 
+from swimctl.core.batches import FrameTooLarge
 from swimctl.core.model import EnvelopeError, envelope_from_line
 from swimctl.hub.health import Condition
 
@@ -199,14 +200,14 @@ class EventsFileFollower:
         for index, (line, consumed) in enumerate(lines):
             if line.strip():
                 try:
-                    env = envelope_from_line(line)
-                except EnvelopeError as exc:
-                    self.stats.bad_lines += 1
-                    log.warning("events file %s: bad line skipped (%s)", self.path, exc)
-                else:
+                    env = envelope_from_line(line, self.hub.channels)
                     appended = await self.hub.publish(
                         env.type, env.data, timestamp=env.timestamp, event_id=env.event_id
                     )
+                except (EnvelopeError, FrameTooLarge) as exc:
+                    self.stats.bad_lines += 1
+                    log.warning("events file %s: bad line skipped (%s)", self.path, exc)
+                else:
                     duplicate = appended.duplicate
                     self.stats.duplicates += duplicate
                     self.stats.published += not duplicate

@@ -2,9 +2,11 @@
 
 `run_feed(hub, spec)` is one long-lived task in the hub's nursery. Every cycle it gets one
 snapshot (HTTP, a file, or the next file of a directory), decodes and diffs it in a worker
-thread (a live snapshot is several MB; the event loop must never stall on it), then hands the
-hub the full current positions (`replace_positions`, for snapshot-on-subscribe) before the
-cycle's events (`publish`), and reports the snapshot time (`feed_updated`).
+thread (a live snapshot is several MB; the event loop must never stall on it), then publishes
+the cycle's lifecycle events, then one `flight.positions` batch of every current flight
+(`publish_positions`: the hub cuts it into parts that fit a frame, each its own event, and
+serves the latest complete batch as the snapshot), and reports the snapshot time
+(`feed_updated`).
 
 A failed cycle (network error, HTTP error status, timeout, invalid or truncated JSON, missing
 keys) is logged and retried with exponential backoff and jitter. It never touches the detector,
@@ -27,6 +29,7 @@ import httpx
 import trio
 
 from swimctl import __version__
+from swimctl.core.channels import POSITIONS
 from swimctl.core.detect import Cycle, Detector, FeedError, parse_snapshot, snapshot_time
 from swimctl.core.geo import load_geo
 from swimctl.core.model import format_ts
@@ -62,7 +65,14 @@ class FeedHub(Protocol):
         event_id: str | None = None,
     ) -> Any: ...
 
-    def replace_positions(self, positions: list[dict[str, Any]]) -> None: ...
+    async def publish_positions(
+        self,
+        positions: Any,
+        *,
+        timestamp: str | None = None,
+        event_id: str | None = None,
+        extra: dict[str, Any] | None = None,
+    ) -> Any: ...
 
     def feed_updated(self, update_time: dt.datetime) -> None: ...
 
@@ -224,7 +234,9 @@ class _Runner:
         return delay
 
     async def deliver(self, cycle: Cycle, source: str) -> None:
-        """Hand one cycle to the hub: positions first, then events, then the feed time."""
+        """Hand one cycle to the hub: its lifecycle events, then every current position as
+        one batch (state: the detector's batch of moved flights only is not), then the feed
+        time."""
         self.failures = 0
         if cycle.stale:
             log.debug(
@@ -232,11 +244,12 @@ class _Runner:
             )
             return
         hub = self.hub
-        hub.replace_positions(cycle.positions)
         update_time = cycle.update_time
         if self.as_live:
             update_time = dt.datetime.now(dt.UTC)
         for n, (etype, data, stamp) in enumerate(cycle.events, 1):
+            if etype == POSITIONS:
+                continue
             if self.as_live:
                 data, stamp = _played_now(data, stamp, format_ts(update_time))
             try:
@@ -245,6 +258,11 @@ class _Runner:
                 log.exception("hub refused a %s event", etype)
             if n % PUBLISH_BATCH == 0:
                 await trio.lowlevel.checkpoint()
+        stamp = format_ts(update_time) if self.as_live else cycle.timestamp
+        try:
+            await hub.publish_positions(cycle.positions, timestamp=stamp)
+        except Exception:
+            log.exception("hub refused the positions batch")
         hub.feed_updated(update_time)
         self.cycles += 1
         age = (dt.datetime.now(dt.UTC) - update_time).total_seconds()
