@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import trio
 
 from swimctl.core.usage import UsageRow
 from swimctl.keys.records import (
@@ -29,7 +30,9 @@ from swimctl.keys.records import (
     utc_naive,
 )
 from swimctl.keys.store import KeyStore
+from tests.conftest import launch_hub
 from tests.keystore_backends import Backend, odbc_connection_string, unique_table
+from tests.usage_session import SESSION_CONFIG, scripted_session
 
 pytestmark = pytest.mark.services
 
@@ -407,3 +410,18 @@ def test_usage_writers_at_once_lose_nothing(backend: Backend, table: str,
     events = sum(n * 100 + i for n in range(4) for i in range(10))
     assert store.usage() == [UsageRow(day, 1, connections=40, events_delivered=events),
                              UsageRow(day, 2, bytes_sent=40)]
+
+
+async def test_a_hub_session_leaves_exact_usage_rows(backend: Backend, table: str,
+                                                     tmp_path: Path) -> None:
+    """A real hub on this database, a scripted session with known counts (events, bytes
+    counted on the clients' sockets, refusals of each kind), then a graceful stop: the rows
+    hold exactly what happened, per key."""
+    async with trio.open_nursery() as nursery:
+        h = await launch_hub(nursery, tmp_path, db_url=backend.url, key_table=table,
+                             **SESSION_CONFIG)
+        session = await scripted_session(h)
+    rows = await trio.to_thread.run_sync(open_store(backend, table).usage)
+    assert {row.day for row in rows} <= {dt.datetime.now(dt.UTC).date(),
+                                         dt.datetime.now(dt.UTC).date() - dt.timedelta(1)}
+    session.check(h, rows)

@@ -44,6 +44,9 @@ class HubConfig:
     key_negative_ttl: float = 5.0
     key_revalidate_interval: float = 10.0
     key_touch_interval: float = 60.0
+    # Per-key usage history goes to the key database at most this often (seconds), and once
+    # more at shutdown (hub/usage.py).
+    usage_interval: float = 60.0
     tls_cert: str | None = None
     tls_key: str | None = None
     # Failed authentications allowed per source address (IPv4, or IPv6 /64): a bucket of

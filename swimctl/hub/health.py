@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from swimctl.hub.accept import AcceptGuard
     from swimctl.hub.recorder import Recorder
     from swimctl.hub.sources.events_file import EventsFileFollower
+    from swimctl.hub.usage import UsageMeter
 
 
 @attrs.define
@@ -69,9 +70,12 @@ class Watched:
     recorder: Recorder | None = None
     follower: EventsFileFollower | None = None
     accepts: list[AcceptGuard] = attrs.field(factory=list)
+    usage: UsageMeter | None = None
 
     def conditions(self) -> list[Condition]:
         found = [guard.condition for guard in self.accepts]
+        if self.usage is not None:
+            found.append(self.usage.condition)
         if self.recorder is not None:
             found.append(self.recorder.condition)
         if self.follower is not None:

@@ -18,7 +18,9 @@ from swimctl.hub.auth import Authenticator
 from swimctl.hub.config import HubConfig
 from swimctl.hub.engine import Hub
 from swimctl.hub.health import Watched
+from swimctl.hub.report import HubReport, hub_name
 from swimctl.hub.server import HubServer
+from swimctl.hub.usage import UsageMeter
 from swimctl.keys import KeyStore, KeyStoreError
 
 log = logging.getLogger("swimctl.service")
@@ -99,7 +101,10 @@ async def run_service(opts: ServeOptions, *, task_status: Any = trio.TASK_STATUS
     tls = ssl_context(config.tls_cert, config.tls_key) if config.tls_cert and config.tls_key \
         else None
     server = HubServer(hub, auth, config, tls)
-    watched = Watched(accepts=[server.accepts])  # what /healthz and /metrics report on
+    usage = UsageMeter(hub, store, interval=config.usage_interval)  # per-key usage history
+    hub.watchers.append(usage)
+    auth.on_key_refused = usage.key_refused
+    watched = Watched(accepts=[server.accepts], usage=usage)  # what /healthz, /metrics show
     async with trio.open_nursery() as nursery:
         if opts.handle_signals:  # before anything else, so no signal finds us without it
             nursery.start_soon(_watch_signals, hub, nursery.cancel_scope)
@@ -107,7 +112,11 @@ async def run_service(opts: ServeOptions, *, task_status: Any = trio.TASK_STATUS
         url = await nursery.start(server.serve)
         log.info("listening on %s", url)
         handle = ServiceHandle(url=url, hub=hub, server=server, auth=auth,
-                               cancel_scope=nursery.cancel_scope, extras={"watched": watched})
+                               cancel_scope=nursery.cancel_scope,
+                               extras={"watched": watched, "usage": usage})
+        server.dispatcher.report = HubReport(hub, hub_name(url), auth=auth, usage=usage,
+                                             watched=watched)  # `status` with `hub: true`
+        await nursery.start(usage.run)  # its last write waits for the clients to go
         nursery.start_soon(hub.run_heartbeat)
         nursery.start_soon(hub.run_tmi_expiry)
         nursery.start_soon(hub.run_coalescer)

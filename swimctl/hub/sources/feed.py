@@ -4,7 +4,8 @@
 snapshot (HTTP, a file, or the next file of a directory), decodes and diffs it in a worker
 thread (a live snapshot is several MB; the event loop must never stall on it), then hands the
 hub the full current positions (`replace_positions`, for snapshot-on-subscribe) before the
-cycle's events (`publish`), and reports the snapshot time (`feed_updated`).
+cycle's events (`publish`), and reports the snapshot time (`feed_updated`) and what the cycle
+brought (`feed_cycle`, for `swimctl top` and /metrics).
 
 A failed cycle (network error, HTTP error status, timeout, invalid or truncated JSON, missing
 keys) is logged and retried with exponential backoff and jitter. It never touches the detector,
@@ -19,6 +20,7 @@ import logging
 import random
 import re
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import urlsplit
@@ -30,6 +32,7 @@ from swimctl import __version__
 from swimctl.core.detect import Cycle, Detector, FeedError, parse_snapshot, snapshot_time
 from swimctl.core.geo import load_geo
 from swimctl.core.model import format_ts
+from swimctl.hub.stats import FeedCycle
 
 __all__ = ["VATSIM_URL", "FeedHub", "run_feed"]
 
@@ -65,6 +68,8 @@ class FeedHub(Protocol):
     def replace_positions(self, positions: list[dict[str, Any]]) -> None: ...
 
     def feed_updated(self, update_time: dt.datetime) -> None: ...
+
+    def feed_cycle(self, cycle: FeedCycle) -> None: ...
 
 
 async def run_feed(
@@ -246,6 +251,10 @@ class _Runner:
             if n % PUBLISH_BATCH == 0:
                 await trio.lowlevel.checkpoint()
         hub.feed_updated(update_time)
+        hub.feed_cycle(FeedCycle(snapshot=cycle.timestamp, pilots=cycle.pilots,
+                                 skipped=cycle.skipped,
+                                 events=dict(Counter(etype for etype, _, _ in cycle.events)),
+                                 at=time.time()))
         self.cycles += 1
         age = (dt.datetime.now(dt.UTC) - update_time).total_seconds()
         log.info(
