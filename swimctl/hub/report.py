@@ -98,7 +98,7 @@ class HubReport:
         rows = []
         for tier, count in live.items():
             totals = UsageLedger.totals(ledger.by_tier.get(tier))
-            rows.append({"tier": tier, "connections": count, **totals})
+            rows.append({"tier": tier, "open": count, **totals})  # connections: opened
         return rows
 
     def _keys(self) -> list[dict[str, Any]]:

@@ -50,6 +50,7 @@ class UsageMeter:
         self.written_rows = 0  # rows added to the table since the hub started (for /metrics)
         self.last_write: float | None = None  # clock() of the last successful write
         self.stopped = False  # after the final write: later events have nowhere to go
+        self.finished = trio.Event()  # set once the final write is over (done or given up)
 
     # -- what the hub tells us ---------------------------------------------------------------
 
@@ -130,3 +131,4 @@ class UsageMeter:
         if scope.cancelled_caught:
             log.error("usage history: the key database did not take the last %d row(s) within "
                       "%.0f s of shutdown", pending, FINAL_WRITE_TIMEOUT)
+        self.finished.set()
