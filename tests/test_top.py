@@ -104,15 +104,17 @@ def test_a_busy_hub_on_several_brokers_fits_the_screen(width: int, height: int) 
     state = TopState("ws://hub-a:8090/api/swim/v1/ws", state="connected")
     for n in range(5):
         grown = [{**t, "count": t["count"] + n * 7} for t in types]
-        state.add(report(10.0 + n, events=grown, keys=keys, hubs=hubs,
+        state.add(report(10.0 + n, events=grown, keys=keys, hubs=hubs, rate_limited=4 * n,
+                         closes=[{"code": 4008, "count": 3 + n}, {"code": 4003, "count": 1}],
                          components=[{"component": "recorder", "ok": False,
                                       "problem": "No space left on device"}]), now=100.0 + n)
     lines = screen(state, width, height)
     assert len(lines) <= height, "\n".join(lines)
     assert all(len(line) <= width for line in lines), "\n".join(lines)
     text = "\n".join(lines)
-    for needle in ("clients 3", "events/s", "deliveries/s", "fan-out p50", "slow closes",
-                   "rate-limited", "feed age 12s", "1,500 pilots", "events by type",
+    for needle in ("clients 3", "events/s", "deliveries/s", "fan-out p50", "closed: slow 7",
+                   "violations 1", "rate-limited 16 (4.0/s)", "refused: auth 0 cap 0",
+                   "feed age 12s", "1,500 pilots", "events by type",
                    "top keys by deliveries", "hub-b:8090", "DOWN", "recorder: No space",
                    "q or Ctrl-C quits"):
         assert needle in text, (needle, text)
@@ -238,3 +240,26 @@ async def test_json_snapshot_and_a_key_of_the_wrong_tier(tmp_path: Path) -> None
         assert refused.stderr.decode().strip().splitlines() == [
             "swimctl: error: swimctl top needs a system-tier key (swim_sys_...): the hub "
             "shows its figures to the operator's keys only"]
+
+
+async def test_live_view_errors_are_one_line(tmp_path: Path) -> None:
+    """On a terminal (a pty) too, a key of the wrong tier or an unknown key ends with one
+    line and status 1, the screen given back."""
+    import pty
+
+    async with running_hub(tmp_path) as h:
+        for key, needle in ((h.keys["partner"], "needs a system-tier key"),
+                            ("swim_sys_" + "0" * 64, "invalid API key")):
+            leader, follower = pty.openpty()
+            try:
+                done = await trio.run_process(
+                    [sys.executable, "-m", "swimctl", "top", "--url", h.url],
+                    stdin=follower, stdout=follower, capture_stderr=True, check=False,
+                    env={**os.environ, "PYTHONPATH": str(ROOT), "SWIM_API_KEY": key})
+            finally:
+                os.close(follower)
+                os.close(leader)
+            lines = done.stderr.decode().strip().splitlines()
+            assert done.returncode == 1 and len(lines) == 1, lines
+            assert lines[0].startswith("swimctl: error: ") and needle in lines[0]
+            assert key not in lines[0]

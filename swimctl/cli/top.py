@@ -24,7 +24,7 @@ import trio
 import typer
 
 from swimctl import client as swim
-from swimctl.cli.common import CaFileOption, KeyOption, UrlOption, fail
+from swimctl.cli.common import CaFileOption, KeyOption, UrlOption, fail, leaf_exceptions
 from swimctl.cli.topview import TopState, build_view, render
 from swimctl.core.model import dumps
 
@@ -167,12 +167,17 @@ async def _run(url: str, key: str, ca_file: str | None, interval: float, as_json
             await _one_snapshot(url, key, ca_file, interval)
         else:
             await _live(url, key, ca_file, interval)
-    except _Stop as exc:
-        outcome.append(exc)
-    except swim.AuthError as exc:
-        outcome.append(_Stop(f"{exc} (check --key / SWIM_API_KEY)"))
-    except swim.SwimError as exc:
-        outcome.append(_Stop(str(exc)))
+    except (Exception, BaseExceptionGroup) as exc:  # nurseries wrap what their tasks raise
+        leaves = leaf_exceptions(exc)
+        for leaf in leaves:
+            if isinstance(leaf, _Stop):
+                outcome.append(leaf)
+            elif isinstance(leaf, swim.AuthError):
+                outcome.append(_Stop(f"{leaf} (check --key / SWIM_API_KEY)"))
+            elif isinstance(leaf, swim.SwimError):
+                outcome.append(_Stop(str(leaf)))
+        if not outcome:
+            raise
 
 
 def top(

@@ -245,18 +245,18 @@ def _header(state: TopState, width: int) -> list[Text]:
     fan.append(f"p50 {_ms(view.fanout_p50)}  p99 {_ms(view.fanout_p99)}")
     if spark:
         fan.append("  " + _spark(state, "p99", spark), style="yellow")
-    slow = view.closes.get(4008, 0)
-    violations = view.closes.get(4003, 0)
-    fan.append("   slow closes ", style="bold")
-    fan.append(f"{slow:,}", style="bold red" if view.closes_recent.get(4008) else "")
-    fan.append("  violation closes ", style="bold")
-    fan.append(f"{violations:,}", style="bold red" if view.closes_recent.get(4003) else "")
     limits = Text()
-    limits.append("rate-limited ", style="bold")
+    limits.append("closed: slow ", style="bold")
+    limits.append(f"{view.closes.get(4008, 0):,}",
+                  style="bold red" if view.closes_recent.get(4008) else "")
+    limits.append(" violations ", style="bold")
+    limits.append(f"{view.closes.get(4003, 0):,}",
+                  style="bold red" if view.closes_recent.get(4003) else "")
+    limits.append("  rate-limited ", style="bold")
     limits.append(f"{view.rate_limited:,} ({_rate(view.rate_limited_per_second)}/s)")
     limits.append("  refused: auth ", style="bold")
     limits.append(f"{view.auth_failures:,}")
-    limits.append("  cap ", style="bold")
+    limits.append(" cap ", style="bold")
     limits.append(f"{view.cap_refusals:,}")
     lines = [title, conns, traffic, fan, limits, _feed_line(state, spark)]
     for line in lines:  # one screen line each, whatever the width

@@ -25,6 +25,7 @@ import trio
 from swimctl.core.usage import UsageLedger, next_midnight
 from swimctl.hub.health import Condition
 from swimctl.keys.records import KeyRecord, KeyStoreError
+from swimctl.keys.store import describe_error
 
 if TYPE_CHECKING:
     from swimctl.hub.client import Client
@@ -90,9 +91,10 @@ class UsageMeter:
             return True
         try:
             await trio.to_thread.run_sync(self.store.add_usage, rows, abandon_on_cancel=True)
-        except KeyStoreError as exc:
+        except Exception as exc:  # bookkeeping: never a reason to stop the hub
             self.ledger.restore(rows)
-            self.condition.fail(str(exc), "usage is kept in memory and written when the "
+            reason = str(exc) if isinstance(exc, KeyStoreError) else describe_error(exc)
+            self.condition.fail(reason, "usage is kept in memory and written when the "
                                 "database takes it")
             return False
         self.condition.clear("usage written again")
