@@ -20,6 +20,7 @@ from typer.testing import CliRunner
 
 from swimctl.cli.app import app
 from swimctl.cli.common import parse_duration
+from swimctl.core.usage import UsageRow
 from swimctl.keys.records import TIERS, hash_key, utc_naive
 from swimctl.keys.store import DEFAULT_TABLE, KeyStore
 
@@ -248,6 +249,7 @@ def test_migrate_keeps_every_key_working_and_is_idempotent(
     out = ok(run("migrate"))
     assert "hashed 4 plain-text keys; 0 already hashed" in out
     assert "added column revoked_at" in out  # the old table did not record revocation times
+    assert "created table swim_api_usage (per-key usage history)" in out
     store = KeyStore(db_url)
     for index, key in enumerate(plain):
         record = store.lookup(key)
@@ -259,7 +261,7 @@ def test_migrate_keeps_every_key_working_and_is_idempotent(
     again = json.loads(ok(run("migrate", "--json")))
     assert again == {
         "created": False, "widened": False, "hashed": 0, "already_hashed": 4, "skipped": 0,
-        "added_columns": [],
+        "added_columns": [], "usage_created": False,
     }
     assert all(KeyStore(db_url).lookup(k) is not None for k in plain)
     # And the CLI keeps working on the migrated table.
@@ -411,3 +413,114 @@ def test_real_process_roundtrip_and_errors(db_url: str, db_path: Path) -> None:
         assert "Traceback" not in proc.stderr + proc.stdout, args
         lines = proc.stderr.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith("swimctl: error: "), (args, lines)
+
+
+# -- usage ---------------------------------------------------------------------------------------
+
+
+def test_usage_json_text_and_pipe(run, db_url: str) -> None:
+    """Rows as the hubs wrote them: --json is exact, the text adds up per day and per key."""
+    _, alice = KeyStore(db_url).create("partner", "Alice Ops")
+    _, bob = KeyStore(db_url).create("public", "Bob")
+    today = utc_naive().date()
+    old = today - dt.timedelta(days=40)
+    KeyStore(db_url).add_usage([
+        UsageRow(today, alice.id, connections=3, connection_seconds=7384, events_delivered=1200,
+                 bytes_sent=2_500_000, refusals_rate=2),
+        UsageRow(today - dt.timedelta(days=2), alice.id, connections=1, connection_seconds=60,
+                 events_delivered=300, bytes_sent=10_000),
+        UsageRow(today, bob.id, connections=1, events_delivered=5, refusals_cap=4),
+        UsageRow(old, bob.id, connections=9),  # older than --days 30
+    ])
+    rows = json.loads(ok(run("usage", "--json")))
+    assert rows == [
+        {"day": (today - dt.timedelta(days=2)).isoformat(), "key_id": alice.id,
+         "connections": 1, "connection_seconds": 60, "events_delivered": 300,
+         "bytes_sent": 10_000, "refusals_auth": 0, "refusals_cap": 0, "refusals_rate": 0,
+         "owner": "Alice Ops", "tier": "partner"},
+        {"day": today.isoformat(), "key_id": alice.id, "connections": 3,
+         "connection_seconds": 7384, "events_delivered": 1200, "bytes_sent": 2_500_000,
+         "refusals_auth": 0, "refusals_cap": 0, "refusals_rate": 2, "owner": "Alice Ops",
+         "tier": "partner"},
+        {"day": today.isoformat(), "key_id": bob.id, "connections": 1,
+         "connection_seconds": 0, "events_delivered": 5, "bytes_sent": 0, "refusals_auth": 0,
+         "refusals_cap": 4, "refusals_rate": 0, "owner": "Bob", "tier": "public"},
+    ]
+    longer = json.loads(ok(run("usage", "--json", "--days", "60")))
+    assert longer[0]["day"] == old.isoformat() and len(longer) == 4
+    assert json.loads(ok(run("usage", "--json", "--key", str(bob.id), "--days", "1"))) == \
+        [rows[2]]
+    # Into a pipe: whole values; every day since the first with use, the quiet one as zeros.
+    text = ok(run("usage"))
+    lines = text.splitlines()
+    assert lines[0].split() == ["Day", "Connections", "Seconds", "Events", "Bytes", "Refused",
+                                "a/c/r"]
+    assert lines[1].split() == [(today - dt.timedelta(days=2)).isoformat(), "1", "60", "300",
+                                "10000", "0/0/0"]
+    assert lines[2].split() == [(today - dt.timedelta(days=1)).isoformat(), "0", "0", "0", "0",
+                                "0/0/0"]
+    assert lines[3].split() == [today.isoformat(), "4", "7384", "1205", "2500000", "0/4/2"]
+    per_key = text.split("\n\n")[1].splitlines()
+    assert per_key[1].split() == [str(alice.id), "Alice", "Ops", "partner", "4", "7444", "1500",
+                                  "2510000", "0/0/2"]
+    assert ok(run("usage", "--key", str(bob.id), "--days", "1")).splitlines()[1].split()[3] \
+        == "5"
+
+
+def test_usage_without_a_table_an_unknown_key_and_no_rows(run, db_path: Path,
+                                                          db_url: str) -> None:
+    _, record = KeyStore(db_url).create("developer", "x")
+    conn = sqlite3.connect(db_path)
+    conn.execute("DROP TABLE swim_api_usage")  # a key table made before usage existed
+    conn.commit()
+    conn.close()
+    one_line_error(run("usage"), "no usage table (swim_api_usage) yet: run `swimctl keys "
+                                 "migrate`")
+    assert "created table swim_api_usage" in ok(run("migrate"))
+    assert ok(run("usage")).strip() == (
+        f"no usage recorded for all keys since "
+        f"{(utc_naive().date() - dt.timedelta(days=29)).isoformat()} (UTC)")
+    assert ok(run("usage", "--key", str(record.id))).startswith(
+        f"no usage recorded for key {record.id} since")
+    one_line_error(run("usage", "--key", "77"), "no key with id 77")
+    one_line_error(run("usage", "--key", "x"), "invalid key id")
+    assert run("usage", "--days", "0").exit_code != 0
+
+
+def test_usage_on_a_terminal_draws_bars(db_url: str) -> None:
+    """On a terminal (a pty here): sizes and durations for people, and a bar per day."""
+    import pty
+
+    _, key = KeyStore(db_url).create("partner", "Alice Ops")
+    today = utc_naive().date()
+    KeyStore(db_url).add_usage([
+        UsageRow(today, key.id, connections=2, connection_seconds=7384,
+                 events_delivered=1_234_567, bytes_sent=2_500_000),
+        UsageRow(today - dt.timedelta(days=1), key.id, events_delivered=617_283)])
+    leader, follower = pty.openpty()
+    env = {**os.environ, "SWIM_DB": db_url, "COLUMNS": "80", "LINES": "24",
+           "PYTHONPATH": str(REPO)}
+    proc = subprocess.run([sys.executable, "-m", "swimctl", "keys", "usage"], stdout=follower,
+                          stderr=subprocess.PIPE, env=env, timeout=60, check=False)
+    os.close(follower)
+    chunks = []
+    while True:
+        try:
+            chunk = os.read(leader, 65536)
+        except OSError:
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    os.close(leader)
+    assert proc.returncode == 0, proc.stderr
+    screen = re.sub(r"\x1b\[[0-9;]*m", "", b"".join(chunks).decode()).replace("\r", "")
+    lines = screen.splitlines()
+    assert all(len(line) <= 80 for line in lines), screen
+    [today_line] = [line for line in lines if line.strip().startswith(today.isoformat())]
+    [yesterday] = [line for line in lines if line.strip().startswith(
+        (today - dt.timedelta(days=1)).isoformat())]
+    assert "2h03m" in today_line and "1.2M" in today_line and "2.5 MB" in today_line
+    bars = [line.rstrip().split()[-1] for line in (today_line, yesterday)]
+    assert set(bars[0]) == {"█"} and len(bars[1]) in (len(bars[0]) // 2, len(bars[0]) // 2 + 1)
+    assert "Alice Ops" in screen and "refused: auth / cap / rate" in screen

@@ -22,6 +22,7 @@ import trio
 
 from swimctl.core.model import parse_ts
 from swimctl.hub.sources.feed import run_feed, safe_url
+from swimctl.hub.stats import FeedCycle
 
 FIXTURES = Path(__file__).parent / "fixtures" / "vatsim"
 SNAP_A = "2023-08-07T232929Z.vatsim-data.json.gz"
@@ -33,6 +34,7 @@ class FakeHub:
 
     def __init__(self) -> None:
         self.calls: list[tuple[str, Any]] = []
+        self.cycles: list[FeedCycle] = []  # what each cycle reported it brought
 
     def publish(
         self,
@@ -56,6 +58,9 @@ class FakeHub:
     def feed_updated(self, update_time: dt.datetime) -> None:
         assert update_time.tzinfo is not None and update_time.utcoffset() == dt.timedelta(0)
         self.calls.append(("feed_updated", update_time))
+
+    def feed_cycle(self, cycle: FeedCycle) -> None:
+        self.cycles.append(cycle)
 
     def events(self, etype: str | None = None) -> list[tuple[str, dict[str, Any], str]]:
         out = [c[1] for c in self.calls if c[0] == "publish"]
@@ -107,6 +112,11 @@ async def test_directory_replay(tmp_path: Path) -> None:
     positions = [c[1] for c in hub.calls if c[0] == "publish_positions"]
     assert [len(p) for p in positions] == [754, 758]
     assert not hub.events("flight.deleted")
+    # Each cycle says what it brought: the second one's events are all published after the
+    # first cycle's count.
+    assert len(hub.cycles) == 2 and all(c.pilots > 700 for c in hub.cycles)
+    assert sum(sum(c.events.values()) for c in hub.cycles) == len(hub.events()) + len(positions)
+    assert hub.cycles[-1].events["flight.departed"] == 2
 
 
 async def test_recorded_snapshots_played_as_live(tmp_path: Path) -> None:

@@ -5,12 +5,12 @@ from __future__ import annotations
 import datetime as dt
 import re
 import sqlite3
-import threading
 from pathlib import Path
 
 import pytest
 
 from swimctl.keys.dialects import (
+    USAGE_TABLE,
     ColumnInfo,
     MariaDBDialect,
     PostgreSQLDialect,
@@ -156,6 +156,27 @@ def test_other_dialect_ddl() -> None:
     assert "AUTOINCREMENT" in SQLiteDialect().create_table("t")
 
 
+def test_usage_table_ddl_and_upserts() -> None:
+    """One row per (day, key_id); each dialect adds to it in one atomic statement (the SQL
+    Server one cannot run here, so its text is checked)."""
+    for dialect in (SQLiteDialect(), PostgreSQLDialect(), MariaDBDialect(), SQLServerDialect()):
+        ddl = dialect.create_table("u", USAGE_TABLE)
+        assert "PRIMARY KEY (day, key_id)" in ddl and "events_delivered BIGINT NOT NULL" in ddl
+        assert dialect.upsert_usage("u").count("?") == 10
+    assert "ON CONFLICT (day, key_id) DO UPDATE SET connections = u.connections + " \
+        "excluded.connections" in PostgreSQLDialect().upsert_usage("u")
+    assert "ON DUPLICATE KEY UPDATE connections = connections + VALUES(connections)" in \
+        MariaDBDialect().upsert_usage("u")
+    mssql = SQLServerDialect().upsert_usage("u")
+    assert mssql.startswith("MERGE u WITH (HOLDLOCK) AS t") and mssql.endswith(";")
+    assert "WHEN MATCHED THEN UPDATE SET t.connections = t.connections + s.connections" in mssql
+
+
+def test_unknown_tier_in_table_is_not_usable() -> None:
+    record = KeyRecord(1, "gold", "x", None, None, None, None, None, True)
+    assert not record.usable() and record.status() == "bad-tier"
+
+
 # -- construction --------------------------------------------------------------------------------
 
 
@@ -172,211 +193,31 @@ def test_bad_table_names_are_rejected(table: str, db_path: Path) -> None:
         KeyStore(f"sqlite:///{db_path}", table=table)
 
 
-# -- operations ----------------------------------------------------------------------------------
+def test_the_usage_table_sits_beside_the_key_table(db_path: Path) -> None:
+    assert KeyStore(f"sqlite:///{db_path}").usage_table == "swim_api_usage"
+    assert KeyStore(f"sqlite:///{db_path}", table="keys_b").usage_table == "keys_b_usage"
+    with pytest.raises(KeyStoreError, match="too long for its usage table"):
+        KeyStore(f"sqlite:///{db_path}", table="t" * 60)
 
 
-def test_init_db_is_idempotent(db_path: Path) -> None:
-    ks = KeyStore(f"sqlite:///{db_path}")
-    assert ks.init_db() is True
-    assert ks.init_db() is False
-    assert KeyStore(f"sqlite:///{db_path}").init_db() is False
+# -- SQLite only: the files themselves ------------------------------------------------------------
+# Every behaviour a key store must have, on every backend: tests/test_keystore_contract.py.
 
 
-def test_create_lookup_get_roundtrip(store: KeyStore, db_path: Path) -> None:
-    expires = dt.datetime.now(dt.UTC) + dt.timedelta(days=30)
-    key, record = store.create(
-        "developer", "Alice", owner_email="a@example.org", description="dev", expires_at=expires
-    )
-    assert KEY_RE.fullmatch(key) and key.startswith("swim_dev_")
-    assert record.tier == "developer" and record.is_active and record.usable()
-    assert record.expires_at == utc_naive(expires) and record.expires_at.tzinfo is None
-    assert store.lookup(key) == record
-    assert store.get(record.id) == record
-    assert store.lookup(key + "x") is None
-    assert store.lookup(generate_key("developer")) is None
-    assert store.get(record.id + 100) is None
-    assert_not_stored(db_path, key)
-
-
-def test_create_creates_table_when_missing(db_path: Path) -> None:
-    key, record = KeyStore(f"sqlite:///{db_path}").create("public", "Bob")
-    assert KeyStore(f"sqlite:///{db_path}").lookup(key) == record
-
-
-def test_database_holds_only_hashes(store: KeyStore, db_path: Path) -> None:
+def test_the_database_files_never_hold_a_key(store: KeyStore, db_path: Path) -> None:
+    """Not in any cell, nor in any byte of the database or its journal files."""
     keys = [store.create(tier, f"owner-{tier}")[0] for tier in TIERS]
-    conn = sqlite3.connect(db_path)
-    stored = [row[0] for row in conn.execute(f"SELECT api_key FROM {DEFAULT_TABLE}")]
-    conn.close()
-    assert sorted(stored) == sorted(hash_key(k) for k in keys)
+    _, old = store.create("system", "rotated")
+    keys.append(store.rotate(old.id)[0])
     for key in keys:
         assert_not_stored(db_path, key)
 
 
-@pytest.mark.parametrize(
-    ("kwargs", "message"),
-    [
-        ({"tier": "gold", "owner_name": "x"}, "unknown tier"),
-        ({"tier": "public", "owner_name": "  "}, "owner name"),
-        ({"tier": "public", "owner_name": "x" * 256}, "owner name"),
-        ({"tier": "public", "owner_name": "x", "description": "d" * 1025}, "description"),
-    ],
-)
-def test_create_rejects_bad_fields(store: KeyStore, kwargs: dict, message: str) -> None:
-    with pytest.raises(KeyStoreError, match=message) as info:
-        store.create(**kwargs)
-    assert not isinstance(info.value, KeyStoreUnavailable)
-
-
-def test_revoke(store: KeyStore) -> None:
-    key, record = store.create("partner", "Carol")
-    assert store.revoke(record.id) is True
-    revoked = store.lookup(key)
-    assert revoked is not None and not revoked.is_active and not revoked.usable()
-    assert revoked.status() == "revoked"
-    assert store.revoke(record.id) is True  # harmless twice
-    assert store.revoke(record.id + 1000) is False
-
-
-def test_touch_records_last_use(store: KeyStore) -> None:
-    _key, record = store.create("public", "Dan")
-    when = dt.datetime(2031, 5, 6, 7, 8, 9, tzinfo=dt.UTC)
-    store.touch(record.id, when)
-    assert store.get(record.id).last_used_at == dt.datetime(2031, 5, 6, 7, 8, 9)
-    store.touch(record.id)
-    assert store.get(record.id).last_used_at >= utc_naive() - dt.timedelta(seconds=5)
-
-
-def test_expired_key_is_not_usable(store: KeyStore) -> None:
-    past = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=1)
-    key, _record = store.create("developer", "Eve", expires_at=past)
-    found = store.lookup(key)
-    assert found is not None and found.is_active
-    assert not found.usable() and found.status() == "expired"
-    _future_key, future = store.create("developer", "Eve", expires_at=utc_naive() + dt.timedelta(1))
-    assert future.usable()
-    assert not future.usable(now=utc_naive() + dt.timedelta(days=2))
-
-
-def test_unknown_tier_in_table_is_not_usable() -> None:
-    record = KeyRecord(1, "gold", "x", None, None, None, None, None, True)
-    assert not record.usable() and record.status() == "bad-tier"
-
-
-def test_list_filters_inactive(store: KeyStore) -> None:
-    _, live = store.create("public", "a")
-    _, gone = store.create("public", "b")
-    _, old = store.create("public", "c", expires_at=utc_naive() - dt.timedelta(hours=1))
-    store.revoke(gone.id)
-    assert [r.id for r in store.list()] == [live.id]
-    assert [r.id for r in store.list(include_inactive=True)] == [live.id, gone.id, old.id]
-
-
-def test_rotate_replaces_key_atomically(store: KeyStore, db_path: Path) -> None:
-    expires = utc_naive() + dt.timedelta(days=10)
-    old_key, old = store.create(
-        "system", "Feed", owner_email="ops@x", description="feeder", expires_at=expires
-    )
-    new_key, new = store.rotate(old.id)
-    assert new_key != old_key and new_key.startswith("swim_sys_")
-    assert new.id != old.id
-    assert (new.tier, new.owner_name, new.owner_email, new.description, new.expires_at) == (
-        "system", "Feed", "ops@x", "feeder", expires,
-    )
-    assert not store.lookup(old_key).usable()
-    assert store.lookup(new_key) == new and new.usable()
-    assert_not_stored(db_path, new_key)
-
-    with pytest.raises(KeyStoreError, match="revoked"):
-        store.rotate(old.id)
-    with pytest.raises(KeyStoreError, match="no key"):
-        store.rotate(10_000)
-
-    _, forever = store.rotate(new.id, expires_at=None)
-    assert forever.expires_at is None
-
-
-def test_rotate_of_expired_key_needs_new_expiry(store: KeyStore) -> None:
-    _, old = store.create("public", "x", expires_at=utc_naive() - dt.timedelta(seconds=5))
-    with pytest.raises(KeyStoreError, match="expired"):
-        store.rotate(old.id)
-    assert store.get(old.id).is_active  # nothing changed
-    later = utc_naive() + dt.timedelta(days=1)
-    key, new = store.rotate(old.id, expires_at=later)
-    assert new.expires_at == later and store.lookup(key).usable()
-
-
-def test_rotate_failure_rolls_back(store: KeyStore, monkeypatch: pytest.MonkeyPatch) -> None:
-    key, old = store.create("partner", "x")
-
-    def boom(*args: object, **kwargs: object) -> None:
-        raise sqlite3.OperationalError("disk on fire")
-
-    monkeypatch.setattr(KeyStore, "_insert", boom)
-    with pytest.raises(KeyStoreUnavailable):
-        store.rotate(old.id)
-    monkeypatch.undo()
-    assert store.lookup(key).usable()  # the revoke was rolled back with the insert
-    assert len(store.list(include_inactive=True)) == 1
-
-
-def test_rotate_races_have_one_winner(db_path: Path) -> None:
-    _, old = KeyStore(f"sqlite:///{db_path}").create("public", "x")
-    results: list[object] = []
-
-    def worker() -> None:
-        try:
-            results.append(KeyStore(f"sqlite:///{db_path}").rotate(old.id))
-        except KeyStoreError as exc:
-            results.append(exc)
-
-    threads = [threading.Thread(target=worker) for _ in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    wins = [r for r in results if isinstance(r, tuple)]
-    assert len(wins) == 1
-    assert len(KeyStore(f"sqlite:///{db_path}").list()) == 1
-
-
-def test_store_is_usable_from_many_threads(store: KeyStore) -> None:
-    key, record = store.create("public", "x")
-    seen: list[KeyRecord | None] = []
-    threads = [threading.Thread(target=lambda: seen.append(store.lookup(key))) for _ in range(8)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert seen == [record] * 8
-
-
-# -- failures ------------------------------------------------------------------------------------
-
-
-def test_unreachable_database_is_unavailable(tmp_path: Path) -> None:
-    blocker = tmp_path / "file"
-    blocker.write_text("not a directory")
-    ks = KeyStore(f"sqlite:///{blocker}/sub/keys.db")
-    with pytest.raises(KeyStoreUnavailable, match="key store unavailable"):
-        ks.lookup(generate_key("public"))
-
-
-def test_missing_table_fails_closed_then_recovers(db_path: Path) -> None:
-    ks = KeyStore(f"sqlite:///{db_path}")
-    key = generate_key("public")
-    with pytest.raises(KeyStoreUnavailable):
-        ks.lookup(key)  # no table yet: an error, never "no such key"
-    ks.init_db()
-    assert ks.lookup(key) is None
-
-
-def test_error_messages_never_contain_the_key(db_path: Path) -> None:
-    ks = KeyStore(f"sqlite:///{db_path}")
-    key = generate_key("partner")
-    with pytest.raises(KeyStoreUnavailable) as info:
-        ks.lookup(key)
-    assert key not in str(info.value) and key[:12] not in str(info.value)
+def test_commands_on_existing_keys_make_no_database(tmp_path: Path) -> None:
+    missing = tmp_path / "no" / "keys.db"
+    with pytest.raises(KeyStoreError, match="no key database"):
+        KeyStore(f"sqlite:///{missing}", create=False).list()
+    assert not missing.parent.exists()
 
 
 # -- migrate -------------------------------------------------------------------------------------
@@ -401,7 +242,9 @@ def make_legacy_table(db_path: Path, keys: list[str | None]) -> None:
     conn.close()
 
 
-def test_migrate_hashes_plain_keys_in_place_idempotently(db_path: Path) -> None:
+def test_migrate_counts_hashed_and_empty_values(db_path: Path) -> None:
+    """SQLite's legacy tables allowed an empty api_key and any width: migrate skips the
+    empty ones and takes 64 lower-case hex characters as a hash already."""
     plain = ["swim_pub_abc123", "swim_dev_DEF456", "legacy-key-without-prefix", "A" * 64]
     already = hash_key("swim_par_already")
     make_legacy_table(db_path, [*plain, already, None])
@@ -424,29 +267,3 @@ def test_migrate_hashes_plain_keys_in_place_idempotently(db_path: Path) -> None:
     assert (again.hashed, again.already_hashed, again.skipped) == (0, 5, 1)
     for key in plain:
         assert ks.lookup(key) is not None
-
-
-def test_migrate_on_empty_database_creates_table(db_path: Path) -> None:
-    report = KeyStore(f"sqlite:///{db_path}").migrate()
-    assert report.created and report.hashed == 0
-
-
-def test_a_table_without_revoked_at_works_until_migrate_adds_it(db_path: Path) -> None:
-    """Tables made before revoked_at existed keep working (the hub's lookups never select it);
-    revoking there records no time, and `migrate` adds the column so later revocations do."""
-    make_legacy_table(db_path, [hash_key("swim_pub_" + "a" * 64), hash_key("swim_pub_" + "b" * 64)])
-    ks = KeyStore(f"sqlite:///{db_path}")
-    first = ks.revoke_key(1)
-    assert first is not None and first.is_active  # it was active; revoked now
-    again = ks.revoke_key(1)
-    assert again is not None and not again.is_active and again.revoked_at is None
-    assert ks.lookup("swim_pub_" + "a" * 64) is not None  # lookups work on the old shape
-
-    report = KeyStore(f"sqlite:///{db_path}").migrate()
-    assert report.added_columns == ("revoked_at",)
-    ks = KeyStore(f"sqlite:///{db_path}")
-    assert ks.revoke_key(2) is not None
-    later = ks.get(2)
-    assert later is not None and later.revoked_at is not None
-    assert abs((utc_naive() - later.revoked_at).total_seconds()) < 60
-    assert KeyStore(f"sqlite:///{db_path}").migrate().added_columns == ()

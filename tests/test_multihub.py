@@ -97,7 +97,7 @@ async def test_every_hub_serves_one_stream_in_one_order(cluster: Cluster) -> Non
     assert received[0] == received[1] == received[2]
     assert [s for s, _ in received[0]] == seqs
     status = [await ask(ws, {"action": "status"}) for ws, _ in opened]
-    assert len({s["data"]["hub"] for s in status}) == 3  # each client sees which hub it is on
+    assert len({s["data"]["hub_id"] for s in status}) == 3  # each client sees which hub it is on
     for ws in (*(o[0] for o in opened), publisher_a, publisher_c):
         await ws.stream.aclose()
 

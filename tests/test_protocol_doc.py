@@ -168,6 +168,8 @@ async def capture(h: Harness) -> dict[str, dict[str, Any]]:
         got["tmi.modified"] = await recv_until(ws, lambda m: m["type"] == "tmi.modified")
         got["tmi.released"] = await recv_until(ws, lambda m: m["type"] == "tmi.released")
         got["reply.status"] = await request(ws, {"action": "status", "id": 5})
+        got["reply.status.hub"] = await request(pub, {"action": "status", "hub": True,
+                                                      "id": "st2"})
         # Snapshot and resume, on a fresh subscription of this connection.
         await request(ws, {"action": "unsubscribe"})
         await request(pub, {"action": "publish", "channel": "tmi.issued", "data": gs | {

@@ -11,12 +11,13 @@ import typer
 from typer import _click as click
 
 from swimctl import __version__
-from swimctl.cli import keys, record, replay, serve, tail, tmi
+from swimctl.cli import keys, record, replay, serve, tail, tmi, top
 from swimctl.cli.common import Command, Group
 
 app = typer.Typer(
     name="swimctl",
-    help="Real-time flight-event hub (SWIM) for VATSIM: serve, tail, keys, record, replay, tmi.",
+    help="Real-time flight-event hub (SWIM) for VATSIM: serve, tail, top, keys, record, replay, "
+    "tmi.",
     no_args_is_help=True,
     cls=Group,
     add_completion=True,
@@ -43,6 +44,7 @@ def root(
 
 app.command("serve", cls=Command)(serve.serve)
 app.command("tail", cls=Command)(tail.tail)
+app.command("top", cls=Command)(top.top)
 app.add_typer(keys.app, name="keys", cls=Group)
 app.command("replay", cls=Command)(replay.replay)
 app.command("record", cls=Command)(record.record)

@@ -24,6 +24,7 @@ from swimctl.cli.common import (
     resolve_db,
 )
 from swimctl.core.model import dumps
+from swimctl.core.usage import UsageRow
 from swimctl.keys import (
     KEEP,
     TIERS,
@@ -311,12 +312,13 @@ def init_db(db: str = DbOption) -> None:
         created = store.init_db()
         dialect = store.dialect.name
     state = "created" if created else "already exists"
-    typer.echo(f"table {store.table} {state} ({dialect})")
+    typer.echo(f"table {store.table} {state}, with {store.usage_table} beside it ({dialect})")
 
 
 @app.command(cls=Command)
 def migrate(as_json: bool = JsonOption, db: str = DbOption) -> None:
-    """Hash plain-text keys in an existing table in place; keys keep working; safe to repeat."""
+    """Hash plain-text keys in an existing table in place and add what newer versions use
+    (revoked_at, the usage table); keys keep working; safe to repeat."""
     store = _store(db)
     with _errors():
         report = store.migrate()
@@ -329,11 +331,14 @@ def migrate(as_json: bool = JsonOption, db: str = DbOption) -> None:
                 "already_hashed": report.already_hashed,
                 "skipped": report.skipped,
                 "added_columns": list(report.added_columns),
+                "usage_created": report.usage_created,
             }
         )
         return
     if report.created:
         typer.echo(f"table {store.table} did not exist: created it")
+    if report.usage_created:
+        typer.echo(f"created table {store.usage_table} (per-key usage history)")
     if report.widened:
         typer.echo("widened api_key to 64 characters")
     for name in report.added_columns:
@@ -342,3 +347,112 @@ def migrate(as_json: bool = JsonOption, db: str = DbOption) -> None:
         f"hashed {report.hashed} plain-text keys; {report.already_hashed} already hashed; "
         f"{report.skipped} empty skipped"
     )
+
+
+@app.command(cls=Command)
+def usage(
+    key: str | None = typer.Option(None, "--key", envvar="SWIM_USAGE_KEY", metavar="ID",
+                                   help="Only this key id (see `swimctl keys list`).",
+                                   show_default=False),
+    days: int = typer.Option(30, "--days", envvar="SWIM_USAGE_DAYS", metavar="N", min=1,
+                             max=3660, help="Days back from today (UTC), today included."),
+    as_json: bool = JsonOption,
+    db: str = DbOption,
+) -> None:
+    """Per-key usage per UTC day, as the hubs wrote it: connections, connection time, stream
+    events delivered, bytes, refusals (auth/cap/rate), with a bar chart of events per day."""
+    ident = _parse_id(key) if key is not None else None
+    store = _store(db, create=False)
+    today = utc_naive().date()
+    since = today - dt.timedelta(days=days - 1)
+    with _errors():
+        try:
+            rows = store.usage(key_id=ident, since=since)
+        except KeyStoreError as exc:
+            if any(sign in str(exc) for sign in MISSING_TABLE):
+                fail(f"the key database has no usage table ({store.usage_table}) yet: run "
+                     "`swimctl keys migrate` (a hub on SQLite makes it when it starts)")
+            raise
+        records = {r.id: r for r in store.list(include_inactive=True)}
+    if ident is not None and ident not in records:
+        fail(f"no key with id {ident}")
+    if as_json:
+        _echo_json([{**row.to_dict(), "owner": records[row.key_id].owner_name
+                     if row.key_id in records else None,
+                     "tier": records[row.key_id].tier if row.key_id in records else None}
+                    for row in rows])
+        return
+    scope = f"key {ident}" if ident is not None else "all keys"
+    if not rows:
+        typer.echo(f"no usage recorded for {scope} since {since.isoformat()} (UTC)")
+        return
+    _print_usage(rows, records, scope, since, today)
+
+
+def _print_usage(rows: list[UsageRow], records: dict[int, KeyRecord], scope: str,
+                 since: dt.date, today: dt.date) -> None:
+    """Per day (with a bar of events), then per key; whole numbers into a pipe."""
+    from swimctl.cli import usageview as view
+
+    first = min(row.day for row in rows)
+    days = view.by_day(rows, first, today)
+    keys = view.by_key(rows)
+
+    def owner(key_id: int) -> str:
+        record = records.get(key_id)
+        return record.owner_name if record is not None else "?"
+
+    def tier(key_id: int) -> str:
+        record = records.get(key_id)
+        return record.tier if record is not None else "?"
+
+    if not sys.stdout.isatty():
+        typer.echo(plain_table(
+            ["Day", "Connections", "Seconds", "Events", "Bytes", "Refused a/c/r"],
+            [[d.day.isoformat(), str(d.connections), str(d.connection_seconds),
+              str(d.events_delivered), str(d.bytes_sent), view.refusals(d)] for d in days]))
+        typer.echo("")
+        typer.echo(plain_table(
+            ["Key", "Owner", "Tier", "Connections", "Seconds", "Events", "Bytes",
+             "Refused a/c/r"],
+            [[str(k.key_id), owner(k.key_id), tier(k.key_id), str(k.connections),
+              str(k.connection_seconds), str(k.events_delivered), str(k.bytes_sent),
+              view.refusals(k)] for k in keys]))
+        return
+    from rich import box
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    peak = max(d.events_delivered for d in days)
+    headers = ("day", "conns", "time", "events", "bytes", "refused")
+    cells = [(d.day.isoformat(), view.count(d.connections), view.duration(d.connection_seconds),
+              view.count(d.events_delivered), view.size(d.bytes_sent), view.refusals(d))
+             for d in days]
+    # Each column: its widest cell, a space either side and one between columns; the bars
+    # take what the numbers leave.
+    used = sum(max(len(h), *(len(c[i]) for c in cells)) + 3 for i, h in enumerate(headers))
+    width = max(8, console.width - used - 3)
+    chart = Table(box=box.SIMPLE_HEAD, header_style="bold", pad_edge=False,
+                  title=f"usage of {scope}, {first.isoformat()} to {today.isoformat()} (UTC)",
+                  title_justify="left", caption="refused: auth / cap / rate",
+                  caption_justify="left")
+    chart.add_column("day", no_wrap=True)
+    for name in headers[1:]:
+        chart.add_column(name, justify="right", no_wrap=True)
+    chart.add_column("events per day", no_wrap=True, overflow="crop", max_width=width)
+    for d, row in zip(days, cells, strict=True):
+        chart.add_row(*row, view.bar(d.events_delivered, peak, width),
+                      style="dim" if d.is_empty() else "")
+    console.print(chart)
+    per_key = Table(box=box.SIMPLE_HEAD, header_style="bold", pad_edge=False)
+    per_key.add_column("key", justify="right", no_wrap=True)
+    per_key.add_column("owner", overflow="fold", min_width=5)
+    per_key.add_column("tier", no_wrap=True)
+    for name in ("conns", "time", "events", "bytes", "refused"):
+        per_key.add_column(name, justify="right", no_wrap=True)
+    for k in keys:
+        per_key.add_row(str(k.key_id), owner(k.key_id), tier(k.key_id), view.count(k.connections),
+                        view.duration(k.connection_seconds), view.count(k.events_delivered),
+                        view.size(k.bytes_sent), view.refusals(k))
+    console.print(per_key)

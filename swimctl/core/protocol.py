@@ -91,6 +91,7 @@ class Ping:
 @attrs.frozen
 class Status:
     request_id: Any = MISSING
+    hub: bool = False  # also the whole hub's figures (system-tier keys; `swimctl top`)
 
 
 @attrs.frozen
@@ -176,7 +177,7 @@ def parse_request(raw: str | bytes, airport_artcc: AirportArtcc | None = None,
     if action == "ping":
         return Ping(request_id=rid)
     if action == "status":
-        return Status(request_id=rid)
+        return Status(request_id=rid, hub=obj.get("hub") is True)
     if action == "publish":
         return _parse_publish(obj, rid, channels)
     raise ProtocolError(UNKNOWN_ACTION, f"unknown action {action[:64]!r}", rid)

@@ -55,10 +55,12 @@ class AuthFailed(Exception):
     `reason` names the kind of refusal for metrics and the log summary; `counts` says whether
     it is the client's failure (and so spends its address's budget)."""
 
-    def __init__(self, message: str, reason: str = "unknown key", counts: bool = True) -> None:
+    def __init__(self, message: str, reason: str = "unknown key", counts: bool = True,
+                 record: KeyRecord | None = None) -> None:
         super().__init__(message)
         self.reason = reason
         self.counts = counts
+        self.record = record  # the key's record when it exists (revoked, expired): usage
 
 
 def peer_host(stream: Any) -> str | None:
@@ -92,6 +94,10 @@ class Authenticator:
         self.throttle = FailureThrottle(rate=config.auth_fail_rate, burst=config.auth_fail_burst)
         self.refusals = RefusalSummary()
         self.lookups = 0  # key-store lookups made for handshakes (for /metrics)
+        # Owners of the keys seen (for `swimctl top`), and who hears of a refused key that
+        # exists (usage history counts it against that key).
+        self.owners: dict[int, str] = {}
+        self.on_key_refused: Callable[[KeyRecord], None] | None = None
         # Digests of keys that authenticated since the hub started (bounded, oldest dropped):
         # a throttled address may still have these looked up, so valid clients sharing an
         # address with an attacker (NAT, a proxy, the same host) are not locked out.
@@ -127,6 +133,8 @@ class Authenticator:
             self.refusals.note(exc.reason, source)
             if exc.counts and source is not None:
                 self.throttle.failed(source)
+            if exc.record is not None and self.on_key_refused is not None:
+                self.on_key_refused(exc.record)
             raise
 
     async def _authenticate(self, api_key: str | None, source: str | None) -> KeyRecord:
@@ -162,12 +170,13 @@ class Authenticator:
             self._prune(now)
         if record is None:
             raise AuthFailed("invalid API key", "unknown key")
+        self.owners[record.id] = record.owner_name
         if not record.is_active:
-            raise AuthFailed("API key revoked", "revoked key")
+            raise AuthFailed("API key revoked", "revoked key", record=record)
         if not record.usable():
             if record.tier in ("public", "developer", "partner", "system"):
-                raise AuthFailed("API key expired", "expired key")
-            raise AuthFailed("API key has an unknown tier", "unknown tier")
+                raise AuthFailed("API key expired", "expired key", record=record)
+            raise AuthFailed("API key has an unknown tier", "unknown tier", record=record)
         self._known_good.pop(digest, None)
         self._known_good[digest] = None
         if len(self._known_good) > KNOWN_GOOD_LIMIT:

@@ -23,6 +23,12 @@ class Client:
     connected_at: str = attrs.field(factory=format_ts_seconds)
     subs: Subscriptions = attrs.field(factory=Subscriptions)
     messages_sent: int = 0
+    # Usage accounting (hub/usage.py): frames counted in messages_sent that are not stream
+    # events (heartbeats, snapshots), bytes fan-out's fast path wrote past the outbox
+    # (hub/plans.py folds them in), messages refused as over the rate limit.
+    non_stream_frames: int = 0
+    direct_bytes: int = 0
+    rate_limited: int = 0
     close_code: int | None = None
     close_reason: str = ""
     on_close: Callable[[], None] | None = None  # set by the server: starts the close

@@ -59,6 +59,9 @@ class HubConfig:
     key_negative_ttl: float = 5.0
     key_revalidate_interval: float = 10.0
     key_touch_interval: float = 60.0
+    # Per-key usage history goes to the key database at most this often (seconds), and once
+    # more at shutdown (hub/usage.py).
+    usage_interval: float = 60.0
     tls_cert: str | None = None
     tls_key: str | None = None
     # A shared event log (redis://HOST:PORT/DB): several hubs behave as one. None: the

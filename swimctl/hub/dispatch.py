@@ -9,6 +9,7 @@ close 4003.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from swimctl.core.batches import FrameTooLarge
@@ -59,6 +60,9 @@ class Dispatcher:
     def __init__(self, hub: Hub) -> None:
         self.hub = hub
         self.config = hub.config
+        # The whole hub's figures for `status` with `hub: true` (hub/report.py; set by the
+        # service): what `swimctl top` shows.
+        self.report: Callable[[], dict[str, Any]] | None = None
 
     def bucket_for(self, client: Client) -> TokenBucket:
         """The inbound rate limit of a client's tier."""
@@ -73,6 +77,8 @@ class Dispatcher:
         and counts toward 4003; None when all went well or the fault was ours
         (INTERNAL_ERROR is answered here and never counts against the client)."""
         if not bucket.take():
+            client.rate_limited += 1
+            self.hub.stats.rate_limited += 1
             return ProtocolError(RATE_LIMITED, "over the message rate limit; slow down",
                                  request_id_of(message))
         limit = self.config.max_message_bytes
@@ -96,7 +102,10 @@ class Dispatcher:
             elif isinstance(req, Ping):
                 hub.send(client, pong_reply(req.request_id))
             elif isinstance(req, Status):
-                hub.send(client, encode_reply({"type": "status", "data": hub.status(client)},
+                data = hub.status(client)
+                if req.hub:
+                    data["hub"] = self._hub_report(client, req.request_id)
+                hub.send(client, encode_reply({"type": "status", "data": data},
                                               req.request_id))
             elif isinstance(req, Publish):
                 await self._publish(client, req)
@@ -107,6 +116,12 @@ class Dispatcher:
             hub.send(client, error_reply(INTERNAL_ERROR, "the hub could not handle this request",
                                          request_id))
         return None
+
+    def _hub_report(self, client: Client, request_id: Any) -> dict[str, Any]:
+        if client.tier != PUBLISH_TIER:
+            raise ProtocolError(FORBIDDEN, "the hub's figures need a system-tier key",
+                                request_id)
+        return self.report() if self.report is not None else {}
 
     async def _publish(self, client: Client, req: Publish) -> None:
         if client.tier != PUBLISH_TIER:

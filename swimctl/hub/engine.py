@@ -18,7 +18,7 @@ import logging
 import secrets
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, Protocol
 
 import trio
 
@@ -57,12 +57,22 @@ from swimctl.hub.fanout import FanOut
 from swimctl.hub.outbox import CONTROL, EVENT, Demotions
 from swimctl.hub.outbox import POSITIONS as POSITIONS_KIND
 from swimctl.hub.plans import TargetCache
-from swimctl.hub.stats import HubStats
+from swimctl.hub.stats import FeedCycle, HubStats
 from swimctl.stream.base import Appended, Draft, EventLog, LogEvent
 from swimctl.stream.memory import MemoryLog
 from swimctl.wire.frames import text_frame
 
 log = logging.getLogger("swimctl.hub")
+
+
+class ClientWatcher(Protocol):
+    """Told of every client admitted, refused at its cap, and gone (usage accounting)."""
+
+    def joined(self, client: Client) -> None: ...
+
+    def left(self, client: Client) -> None: ...
+
+    def refused(self, key_id: int, tier: str, kind: str) -> None: ...
 
 
 def _whole(value: float) -> int | float:
@@ -102,6 +112,7 @@ class Hub:
         self.started = time.monotonic()
         self.feed_time: dt.datetime | None = None
         self.on_event: list[Callable[[LogEvent], None]] = []  # recorders, metrics
+        self.watchers: list[ClientWatcher] = []  # usage history (hub/usage.py)
         self.shutting_down = False
         self.name = ""  # host:port/id once listening: which hub a client is on (status)
         self._emptied = trio.Event()  # set whenever the last client goes
@@ -122,11 +133,16 @@ class Hub:
         if len(peers) >= cap:
             if not peers:
                 del self.by_key[client.key_id]
+            self.stats.cap_refusals += 1
+            for watcher in self.watchers:
+                watcher.refused(client.key_id, client.tier, "cap")
             return False
         peers.add(client)
         self.clients[client.client_id] = client
         client.subs.on_change = self._targets.reset
         self._targets.reset()  # who is subscribed to what has changed
+        for watcher in self.watchers:
+            watcher.joined(client)
         return True
 
     def remove(self, client: Client) -> None:
@@ -141,8 +157,18 @@ class Hub:
             peers.discard(client)
             if not peers:
                 del self.by_key[client.key_id]
+        if client.close_code is not None:
+            self.stats.closes[client.close_code] += 1
+        for watcher in self.watchers:  # after the reset: every plan has folded its counts
+            watcher.left(client)
         if not self.clients:
             self._emptied.set()
+
+    def usage_of(self, client: Client) -> tuple[int, int]:
+        """Stream events handed to a client (not heartbeats, replies or snapshots) and bytes
+        written to its socket, including what the fan-out plans have not folded in yet."""
+        events = self._targets.messages_sent(client) - client.non_stream_frames
+        return events, client.outbox.bytes_sent + self._targets.direct_bytes(client)
 
     async def clients_gone(self) -> None:
         """Return once no client is connected (after `shutdown`, once all have closed)."""
@@ -175,7 +201,9 @@ class Hub:
             self.slow_consumer(client)
 
     def _deliver(self, client: Client, frame: bytes, kind: int, batch: str | None = None) -> None:
+        """A heartbeat or snapshot: counted in messages_sent, but not a stream event."""
         self.coalescer.flush_for(client)
+        client.non_stream_frames += 1
         self.fan_out.push(client, frame, kind, batch)
 
     def slow_consumer(self, client: Client) -> None:
@@ -319,6 +347,11 @@ class Hub:
     def feed_updated(self, update_time: dt.datetime) -> None:
         self.feed_time = update_time
 
+    def feed_cycle(self, cycle: FeedCycle) -> None:
+        """What the feed's last cycle brought (for `swimctl top` and /metrics)."""
+        self.stats.last_cycle = cycle
+        self.stats.feed_cycles += 1
+
     def feed_age(self) -> float | None:
         if self.feed_time is None:
             return None
@@ -413,7 +446,7 @@ class Hub:
             "outbox_bytes": client.outbox.queued_bytes,
             "connected_clients": len(self.clients),
             "uptime_seconds": int(time.monotonic() - self.started),
-            "hub": self.name,
+            "hub_id": self.name,
         }
         if not whole:
             data["filters_truncated"] = True  # bounded reply (core/routing.py)

@@ -142,6 +142,7 @@ class FanOut:
                 written -= len(short)
                 for fd, sent in short:
                     client, outbox, _ = plan.fast_by_fd[fd]
+                    client.direct_bytes -= size  # its outbox counts these; the fold adds size
                     if sent >= 0:
                         ok = outbox.wrote_frames(frames, sent)
                     else:
@@ -149,6 +150,7 @@ class FanOut:
                     if not ok:
                         self.on_slow(client)
             self.stats.direct_bytes += written * size
+            plan.fast_bytes[encoding] += size
         plan.fast_events += count
         for client, outbox, _ in plan.slow:
             queued = by_encoding[outbox.encoding]

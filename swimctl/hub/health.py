@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from swimctl.hub.accept import AcceptGuard
     from swimctl.hub.recorder import Recorder
     from swimctl.hub.sources.events_file import EventsFileFollower
+    from swimctl.hub.usage import UsageMeter
     from swimctl.stream.redis import RedisLog
 
 
@@ -72,9 +73,12 @@ class Watched:
     accepts: list[AcceptGuard] = attrs.field(factory=list)
     broker: RedisLog | None = None
     others: list[Condition] = attrs.field(factory=list)  # e.g. the state directory
+    usage: UsageMeter | None = None
 
     def conditions(self) -> list[Condition]:
         found = [guard.condition for guard in self.accepts] + self.others
+        if self.usage is not None:
+            found.append(self.usage.condition)
         if self.recorder is not None:
             found.append(self.recorder.condition)
         if self.follower is not None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import resource
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -22,15 +23,23 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
+from swimctl.core.usage import COUNTS, REFUSALS, UsageLedger
 from swimctl.hub.accept import AcceptGuard, open_fd_count
 from swimctl.hub.auth import Authenticator
 from swimctl.hub.engine import Hub
 from swimctl.hub.health import Watched
+from swimctl.hub.usage import UsageMeter
+from swimctl.keys.records import TIERS
 
 log = logging.getLogger("swimctl.metrics")
 
 MAX_REQUEST = 8192
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+# Per-key series (`swim_key_*`) exist only for the keys an operator hands to a few known
+# consumers, and at most KEY_SERIES_LIMIT of them (the lowest ids); the rest of those tiers'
+# keys are summed under key_id="other". Every other tier is counted per tier only.
+KEY_SERIES_TIERS = ("partner", "system")
+KEY_SERIES_LIMIT = 50
 
 
 class HubCollector(Collector):
@@ -94,14 +103,8 @@ class HubCollector(Collector):
                                  labels=["hub"])
         info.add_metric([hub.name], 1)
         yield info
-        broker = self.watched.broker
+        broker = self.watched.broker  # up, read lag and leadership: _broker, from hub.stats
         if broker is not None:
-            yield GaugeMetricFamily("swim_broker_up",
-                                    "1 while the shared event log (Redis) answers",
-                                    value=1 if broker.up else 0)
-            yield GaugeMetricFamily("swim_broker_read_lag_seconds",
-                                    "From append to delivery here, for the last batch read "
-                                    "(0 when the reader is idle)", value=broker.read_lag)
             yield GaugeMetricFamily("swim_broker_rtt_seconds",
                                     "Round trip of the reader's last idle check",
                                     value=broker.rtt)
@@ -119,6 +122,132 @@ class HubCollector(Collector):
                                     value=1 if self.auth.available else 0)
             yield from self._auth(self.auth)
         yield from self._watched(self.watched)
+        yield GaugeMetricFamily("swim_uptime_seconds", "Seconds since the hub started",
+                                value=time.monotonic() - hub.started)
+        yield CounterMetricFamily("swim_rate_limited", "Client messages answered RATE_LIMITED",
+                                  value=stats.rate_limited)
+        yield CounterMetricFamily("swim_cap_refusals",
+                                  "Handshakes refused with CONNECTION_LIMIT (key at its cap)",
+                                  value=stats.cap_refusals)
+        closes = CounterMetricFamily("swim_closes", "Connections the hub closed, by close code "
+                                     "(4001 key revoked, 4003 violations, 4008 slow consumer, "
+                                     "1001 shutdown)", labels=["code"])
+        for code, count in sorted(stats.closes.items()):
+            closes.add_metric([str(code)], count)
+        yield closes
+        yield from self._feed(hub)
+        if self.watched.usage is not None:
+            yield from self._usage(self.watched.usage)
+        yield from self._broker(hub)
+
+    def _feed(self, hub: Hub) -> Iterator[Any]:
+        stats = hub.stats
+        yield CounterMetricFamily("swim_feed_cycles", "VATSIM feed cycles published",
+                                  value=stats.feed_cycles)
+        pilots = GaugeMetricFamily("swim_feed_last_cycle_pilots",
+                                   "Pilots in the feed's last snapshot")
+        events = GaugeMetricFamily("swim_feed_last_cycle_events",
+                                   "Events the feed's last cycle published, by type",
+                                   labels=["type"])
+        cycle = stats.last_cycle
+        if cycle is not None:
+            pilots.add_metric([], cycle.pilots)
+            for etype, count in sorted(cycle.events.items()):
+                events.add_metric([etype], count)
+        yield pilots
+        yield events
+
+    def _usage(self, usage: UsageMeter) -> Iterator[Any]:
+        """Per tier (always) and per key (bounded: KEY_SERIES_TIERS, KEY_SERIES_LIMIT)."""
+        usage.collect()
+        ledger = usage.ledger
+        live_by_tier = dict.fromkeys(TIERS, 0)
+        for client in self.hub.clients.values():
+            live_by_tier[client.tier] = live_by_tier.get(client.tier, 0) + 1
+        names = {
+            "connections": ("swim_tier_connections_opened",
+                            "Connections admitted, by key tier"),
+            "connection_seconds": ("swim_tier_connection_seconds",
+                                   "Seconds connections were open, by key tier"),
+            "events_delivered": ("swim_tier_events_delivered",
+                                 "Stream events handed to connections, by key tier (not "
+                                 "heartbeats, replies or snapshots)"),
+            "bytes_sent": ("swim_tier_sent_bytes",
+                           "Bytes written to connections, by key tier"),
+        }
+        totals = {tier: UsageLedger.totals(ledger.by_tier.get(tier)) for tier in live_by_tier}
+        for name, (metric, text) in names.items():
+            family = CounterMetricFamily(metric, text, labels=["tier"])
+            for tier, counts in totals.items():
+                family.add_metric([tier], counts[name])
+            yield family
+        refusals = CounterMetricFamily("swim_tier_refusals",
+                                       "Refusals counted against a key, by key tier and kind "
+                                       "(auth: revoked or expired key; cap; rate)",
+                                       labels=["tier", "reason"])
+        for tier, counts in totals.items():
+            for kind in REFUSALS:
+                refusals.add_metric([tier, kind], counts[f"refusals_{kind}"])
+        yield refusals
+        yield from self._keys(ledger)
+        yield GaugeMetricFamily("swim_usage_pending_rows",
+                                "Per-key usage rows counted but not yet in the key database",
+                                value=ledger.pending_rows)
+        yield CounterMetricFamily("swim_usage_written_rows",
+                                  "Per-key usage rows added to the key database",
+                                  value=usage.written_rows)
+
+    def _keys(self, ledger: UsageLedger) -> Iterator[Any]:
+        live = ledger.live()
+        chosen = sorted(k for k, tier in ledger.tier_of.items() if tier in KEY_SERIES_TIERS)
+        named, other = chosen[:KEY_SERIES_LIMIT], chosen[KEY_SERIES_LIMIT:]
+        open_now = GaugeMetricFamily("swim_key_connections",
+                                     "Open connections of a partner- or system-tier key "
+                                     f"(at most {KEY_SERIES_LIMIT} keys, the rest as "
+                                     'key_id="other")', labels=["key_id", "tier"])
+        events = CounterMetricFamily("swim_key_events_delivered",
+                                     "Stream events handed to a partner- or system-tier key's "
+                                     "connections", labels=["key_id", "tier"])
+        sent = CounterMetricFamily("swim_key_sent_bytes",
+                                   "Bytes written to a partner- or system-tier key's "
+                                   "connections", labels=["key_id", "tier"])
+        delivered_at, bytes_at = COUNTS.index("events_delivered"), COUNTS.index("bytes_sent")
+        for key_id in named:
+            counts = ledger.by_key[key_id]
+            labels = [str(key_id), ledger.tier_of[key_id]]
+            open_now.add_metric(labels, live.get(key_id, 0))
+            events.add_metric(labels, int(counts[delivered_at]))
+            sent.add_metric(labels, int(counts[bytes_at]))
+        for tier in KEY_SERIES_TIERS:
+            rest = [k for k in other if ledger.tier_of[k] == tier]
+            if rest:
+                labels = ["other", tier]
+                open_now.add_metric(labels, sum(live.get(k, 0) for k in rest))
+                events.add_metric(labels, sum(int(ledger.by_key[k][delivered_at])
+                                              for k in rest))
+                sent.add_metric(labels, sum(int(ledger.by_key[k][bytes_at]) for k in rest))
+        yield open_now
+        yield events
+        yield sent
+
+    def _broker(self, hub: Hub) -> Iterator[Any]:
+        """Only on a hub with a broker (`serve --broker`): its standing there."""
+        broker = hub.stats.broker
+        if broker is None:
+            return
+        shared = self.watched.broker  # read live when this hub has one: the state lags 1 s
+        up = shared.up if shared is not None else broker.up
+        lag = shared.read_lag if shared is not None else broker.read_lag_seconds
+        yield GaugeMetricFamily("swim_broker_up", "1 while the broker answers this hub",
+                                value=1 if up else 0)
+        if lag is not None:
+            yield GaugeMetricFamily("swim_broker_read_lag_seconds",
+                                    "Seconds between an event entering the broker and this "
+                                    "hub reading it", value=lag)
+        if broker.leader is not None:
+            yield GaugeMetricFamily("swim_feed_leader",
+                                    "1 on the hub that runs the feed for every hub on the "
+                                    "broker", value=1 if broker.leader else 0)
 
     def _limits(self, hub: Hub) -> Iterator[Any]:
         """What the abuse bounds did (docs/operating.md, Limits and abuse)."""

@@ -18,8 +18,9 @@ or reach a socket that is closing. An outbox that becomes direct again rejoins t
 at the next rebuild; until then it is served through its outbox, which writes directly too.
 
 Per-client message counts are not touched per event on the fast path: the plan counts the
-events it wrote and adds them to each client when its fast list is rebuilt or dropped
-(`fold`); `pending_messages` answers for one client in between.
+events (and the bytes, per encoding) it wrote and adds them to each client when its fast list
+is rebuilt or dropped (`fold`); `pending_messages` and `pending_bytes` answer for one client in
+between.
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ class TargetPlan:
         "by_airport",
         "demotions",
         "fast_by_fd",
+        "fast_bytes",
         "fast_events",
         "fast_fds",
         "fast_stamp",
@@ -80,6 +82,7 @@ class TargetPlan:
         self.fast_by_fd: dict[int, Target] = {}
         self.slow: list[Target] = []
         self.fast_events = 0
+        self.fast_bytes = [0] * len(ENCODINGS)
         self.fast_stamp = -1
 
     def fast_ready(self) -> bool:
@@ -103,12 +106,16 @@ class TargetPlan:
         self.fast_stamp = self.demotions.count
 
     def fold(self) -> None:
-        """Add the events written through the fast list to each of its clients' counts."""
+        """Add the events (and bytes) written through the fast list to each of its clients'
+        counts."""
         count = self.fast_events
         if count:
-            for client, _, _ in self.fast_by_fd.values():
+            sizes = self.fast_bytes
+            for client, outbox, _ in self.fast_by_fd.values():
                 client.messages_sent += count
+                client.direct_bytes += sizes[outbox.encoding]
             self.fast_events = 0
+            self.fast_bytes = [0] * len(ENCODINGS)
 
     def pending_messages(self, client: Client) -> int:
         """Events this plan wrote to `client` that its count does not show yet."""
@@ -117,6 +124,16 @@ class TargetPlan:
             return 0
         target = self.fast_by_fd.get(fd)
         return self.fast_events if target is not None and target[0] is client else 0
+
+    def pending_bytes(self, client: Client) -> int:
+        """Bytes this plan wrote to `client` that its count does not show yet."""
+        fd = client.outbox.fd
+        if fd is None or not self.fast_events:
+            return 0
+        target = self.fast_by_fd.get(fd)
+        if target is None or target[0] is not client:
+            return 0
+        return self.fast_bytes[client.outbox.encoding]
 
 
 class TargetCache:
@@ -142,3 +159,7 @@ class TargetCache:
         """A client's delivered-message count, including what the plans have not folded."""
         return client.messages_sent + sum(p.pending_messages(client)
                                           for p in self._plans.values())
+
+    def direct_bytes(self, client: Client) -> int:
+        """Bytes fan-out's fast path wrote to a client, including what is not folded yet."""
+        return client.direct_bytes + sum(p.pending_bytes(client) for p in self._plans.values())

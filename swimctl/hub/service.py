@@ -21,8 +21,10 @@ from swimctl.hub.auth import Authenticator
 from swimctl.hub.config import HubConfig
 from swimctl.hub.engine import Hub
 from swimctl.hub.health import Condition, Watched
+from swimctl.hub.report import HubReport
 from swimctl.hub.seats import LocalSeats, Seats
 from swimctl.hub.server import HubServer
+from swimctl.hub.usage import UsageMeter
 from swimctl.keys import KeyStore, KeyStoreError
 from swimctl.stream.durable import DurableLog
 
@@ -115,15 +117,19 @@ async def run_service(opts: ServeOptions, *, task_status: Any = trio.TASK_STATUS
     tls = ssl_context(config.tls_cert, config.tls_key) if config.tls_cert and config.tls_key \
         else None
     server = HubServer(hub, auth, config, tls, seats)
+    usage = UsageMeter(hub, store, interval=config.usage_interval)  # per-key usage history
+    hub.watchers.append(usage)
+    auth.on_key_refused = usage.key_refused
     # What /healthz and /metrics report on.
-    watched = Watched(accepts=[server.accepts], broker=event_log)
+    watched = Watched(accepts=[server.accepts], broker=event_log, usage=usage)
     if durable is not None:
         watched.others.append(state)
     try:
         async with contextlib.AsyncExitStack() as broker_scope:
             if event_log is not None:  # its connections outlive every task that uses them
                 await broker_scope.enter_async_context(event_log.connections())
-            await _serve(opts, hub, hub_id, server, auth, event_log, watched, task_status)
+            await _serve(opts, hub, hub_id, server, auth, event_log, watched, usage,
+                         task_status)
     finally:
         if durable is not None:
             durable.close()  # at once if run() did not: the lock goes with the service
@@ -140,7 +146,7 @@ async def _durable_log(config: HubConfig, trouble: Condition) -> DurableLog:
 
 async def _serve(opts: ServeOptions, hub: Hub, hub_id: str, server: HubServer,
                  auth: Authenticator, event_log: RedisLog | None, watched: Watched,
-                 task_status: Any) -> None:
+                 usage: UsageMeter, task_status: Any) -> None:
     """Every task of the service, under one nursery."""
     config = opts.config
     async with trio.open_nursery() as nursery:
@@ -153,8 +159,13 @@ async def _serve(opts: ServeOptions, hub: Hub, hub_id: str, server: HubServer,
         await nursery.start(server.seats.run, hub.clients)
         if event_log is not None:
             nursery.start_soon(_trim_shared_log, event_log)
+            nursery.start_soon(_share_broker_state, hub, event_log)
         handle = ServiceHandle(url=url, hub=hub, server=server, auth=auth,
-                               cancel_scope=nursery.cancel_scope, extras={"watched": watched})
+                               cancel_scope=nursery.cancel_scope,
+                               extras={"watched": watched, "usage": usage})
+        server.dispatcher.report = HubReport(hub, hub.name, auth=auth, usage=usage,
+                                             watched=watched)  # `status` with `hub: true`
+        await nursery.start(usage.run)  # its last write waits for the clients to go
         nursery.start_soon(hub.run_heartbeat)
         nursery.start_soon(hub.run_tmi_expiry)
         nursery.start_soon(hub.run_coalescer)
@@ -205,6 +216,22 @@ def hub_name(url: str, suffix: str) -> str:
     if host in ("127.0.0.1", "0.0.0.0", "[::]", "[::1]", "localhost"):
         host_port = socket.gethostname() + ":" + host_port.rsplit(":", 1)[1]
     return f"{host_port}/{suffix}"
+
+
+async def _share_broker_state(hub: Hub, event_log: RedisLog) -> None:
+    """Every second: this hub's standing on the broker (for /metrics and `top`), posted for
+    the other hubs, and theirs read back."""
+    from swimctl.hub.report import hub_entry
+    from swimctl.hub.stats import BrokerState
+
+    state = hub.stats.broker = BrokerState()
+    while True:
+        state.up = event_log.up
+        state.read_lag_seconds = event_log.read_lag
+        with contextlib.suppress(Exception):  # the reader reports the broker's trouble
+            state.peers = await event_log.exchange_hub_entries(hub.name,
+                                                               hub_entry(hub.name, hub))
+        await trio.sleep(1.0)
 
 
 async def _trim_shared_log(event_log: RedisLog) -> None:

@@ -1,9 +1,11 @@
-"""Counters the hub keeps for itself, read by `status`, the logs and the metrics exporter."""
+"""Counters the hub keeps for itself, read by `status`, the logs, the metrics exporter and
+`swimctl top` (through `status` with `hub: true`)."""
 
 from __future__ import annotations
 
 import bisect
 from collections import Counter
+from typing import Any
 
 import attrs
 
@@ -27,6 +29,38 @@ class Histogram:
 
 
 @attrs.define
+class FeedCycle:
+    """What the feed's last cycle brought: its snapshot time, pilots, and events by type."""
+
+    snapshot: str  # the snapshot's update time, ISO-8601
+    pilots: int
+    skipped: int
+    events: dict[str, int]
+    at: float  # time.time() when it was published
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"snapshot": self.snapshot, "pilots": self.pilots, "skipped": self.skipped,
+                "events": [{"type": t, "count": n} for t, n in sorted(self.events.items())],
+                "events_total": sum(self.events.values())}
+
+
+@attrs.define
+class BrokerState:
+    """A hub's standing on a shared broker (`serve --broker`), set by the broker wiring and
+    read by `/metrics` (`swim_broker_up`, `swim_broker_read_lag_seconds`, `swim_feed_leader`)
+    and `swimctl top`'s hubs panel. None on a hub without a broker.
+
+    `peers` lists what other hubs on the broker report about themselves, each a dict with the
+    keys `hub_report` gives this hub (`hub_id`, `clients`, `leader`, `read_lag_seconds`,
+    `broker_up`); empty when the broker does not share them."""
+
+    up: bool = False
+    read_lag_seconds: float | None = None
+    leader: bool | None = None
+    peers: list[dict[str, Any]] = attrs.field(factory=list)
+
+
+@attrs.define
 class HubStats:
     """Counters the status reply, logs and metrics read."""
 
@@ -45,6 +79,13 @@ class HubStats:
     resumes_lost: int = 0
     fanout_seconds: list[float] = attrs.field(factory=list)  # drained by the metrics exporter
     positions_encodings: int = 0
+    # Connections the hub closed, by close code (4001 revoked, 4003 violations, 4008 slow...).
+    closes: Counter[int] = attrs.field(factory=Counter)
+    cap_refusals: int = 0  # handshakes refused at the key's tier cap (CONNECTION_LIMIT)
+    rate_limited: int = 0  # messages answered RATE_LIMITED
+    feed_cycles: int = 0
+    last_cycle: FeedCycle | None = None
+    broker: BrokerState | None = None
 
     def observe_fanout(self, seconds: float) -> None:
         """One fan-out step (one event, or a coalesced burst)."""

@@ -99,6 +99,15 @@ def as_datetime(value: Any) -> dt.datetime | None:
     return None
 
 
+def as_day(value: Any) -> dt.date:
+    """A DATE column as the driver returned it (date, datetime or `YYYY-MM-DD` text)."""
+    if isinstance(value, dt.datetime):
+        return value.date()
+    if isinstance(value, dt.date):
+        return value
+    return dt.date.fromisoformat(str(value).strip()[:10])
+
+
 def as_bool(value: Any) -> bool:
     """psqlODBC returns BOOLEAN as '1'/'0' text, FreeTDS may return b'\\x01': normalise."""
     if isinstance(value, str):
@@ -193,3 +202,4 @@ class MigrationReport:
     already_hashed: int
     skipped: int
     added_columns: tuple[str, ...] = ()
+    usage_created: bool = False  # the usage table (swim_api_usage) was made by this run

@@ -21,10 +21,13 @@ from typing import Any, Final
 
 import platformdirs
 
+from swimctl.core.usage import COUNTS, UsageRow
 from swimctl.keys.dialects import (
     IDENTIFIER,
     KEY_COLUMNS,
     OPTIONAL_COLUMNS,
+    USAGE_COLUMNS,
+    USAGE_TABLE,
     ColumnInfo,
     Dialect,
     NativeSQLiteDialect,
@@ -40,6 +43,7 @@ from swimctl.keys.records import (
     KeyStoreError,
     KeyStoreUnavailable,
     MigrationReport,
+    as_day,
     as_text,
     generate_key,
     hash_key,
@@ -50,6 +54,13 @@ from swimctl.keys.records import (
 )
 
 DEFAULT_TABLE = "swim_api_keys"
+DEFAULT_USAGE_TABLE = "swim_api_usage"
+
+
+def usage_table_for(table: str) -> str:
+    """The usage table beside a key table: `swim_api_usage` beside the default one, else the
+    key table's name with `_usage` (tests and side-by-side deployments)."""
+    return DEFAULT_USAGE_TABLE if table == DEFAULT_TABLE else f"{table}_usage"
 
 log = logging.getLogger("swimctl.keys")
 
@@ -92,7 +103,8 @@ class KeyStore:
 
     One connection per thread (DB-API connections are not thread-safe); a failed call drops the
     thread's connection so the next call reconnects — recovery needs no restart. Every public
-    method is one transaction. `table` exists for tests and side-by-side deployments.
+    method is one transaction. `table` exists for tests and side-by-side deployments; the
+    usage table beside it is named by `usage_table_for`.
     With `create=False` (the commands that only read or change existing keys) a SQLite file
     that does not exist is an error, not a new empty database in a new directory tree.
     """
@@ -103,6 +115,9 @@ class KeyStore:
         if not IDENTIFIER.fullmatch(table):
             raise KeyStoreError(f"invalid table name {table!r}")
         self.table = table
+        self.usage_table = usage_table_for(table)
+        if not IDENTIFIER.fullmatch(self.usage_table):
+            raise KeyStoreError(f"table name {table!r} is too long for its usage table")
         if url.startswith("sqlite:///"):
             self.kind = "sqlite"
             self._target = url[len("sqlite:///") :]
@@ -129,6 +144,7 @@ class KeyStore:
         self._file_lock = threading.Lock()
         self.reopens = 0  # times the file was found replaced and opened anew (for /metrics)
         self._has_revoked_at: bool | None = None  # found out on first use
+        self._usage_ready = False
 
     # -- connections -------------------------------------------------------------------------
 
@@ -289,27 +305,38 @@ class KeyStore:
 
     # -- schema ------------------------------------------------------------------------------
 
-    def _table_exists(self, cur: Any) -> bool:
+    def _table_exists(self, cur: Any, table: str | None = None) -> bool:
         d = self.dialect
-        cur.execute(d.table_exists_sql(), (d.table_name(self.table),))
+        cur.execute(d.table_exists_sql(), (d.table_name(table or self.table),))
         return cur.fetchone() is not None
 
     def init_db(self) -> bool:
-        """Create the key table if it is missing; True when this call created it."""
+        """Create the key table (and the usage table beside it) where missing; True when this
+        call created the key table."""
+        created = self._create(self.table, lambda: self.dialect.create_table(self.table))
+        self._ready = True
+        self.init_usage()
+        return created
+
+    def init_usage(self) -> bool:
+        """Create the usage table if it is missing; True when this call created it."""
+        created = self._create(self.usage_table,
+                               lambda: self.dialect.create_table(self.usage_table, USAGE_TABLE))
+        self._usage_ready = True
+        return created
+
+    def _create(self, table: str, ddl: Any) -> bool:
         try:
             with self._transaction() as cur:
-                if self._table_exists(cur):
-                    self._ready = True
+                if self._table_exists(cur, table):
                     return False
-                cur.execute(self.dialect.create_table(self.table))
+                cur.execute(ddl())
         except KeyStoreUnavailable:
             # Lost a creation race with another process? Then the table is there now.
             with self._transaction() as cur:
-                if not self._table_exists(cur):
+                if not self._table_exists(cur, table):
                     raise
-            self._ready = True
             return False
-        self._ready = True
         return True
 
     def _ensure_table(self) -> None:
@@ -335,6 +362,7 @@ class KeyStore:
         A 64-character lower-case hex value is taken as already hashed; empty values are
         skipped. Presented keys keep working because lookups hash what the client sends.
         """
+        usage_existed = self._usage_exists()
         created = self.init_db()
         widened = False
         with self._transaction() as cur:
@@ -373,7 +401,15 @@ class KeyStore:
                     cur.execute(self.dialect.add_column_sql(self.table, name))
                     added.append(name)
         self._has_revoked_at = None
-        return MigrationReport(created, widened, hashed, already, skipped, tuple(added))
+        return MigrationReport(created, widened, hashed, already, skipped, tuple(added),
+                               usage_created=not usage_existed)
+
+    def _usage_exists(self) -> bool:
+        try:
+            with self._transaction() as cur:
+                return self._table_exists(cur, self.usage_table)
+        except KeyStoreUnavailable:
+            return False  # init_db, next, says what is wrong
 
     def _column_exists(self, cur: Any, name: str) -> bool:
         d = self.dialect
@@ -545,6 +581,41 @@ class KeyStore:
             return self._insert(
                 cur, old.tier, old.owner_name, old.owner_email, old.description, expires
             )
+
+    # -- usage -------------------------------------------------------------------------------
+
+    def add_usage(self, rows: builtins.list[UsageRow]) -> None:
+        """Add each row's counts to its (day, key) row, in one transaction: the hub writes
+        what it counted since its last write, and any number of hubs may do so at once."""
+        if not rows:
+            return
+        if not self._usage_ready:
+            self.init_usage()
+        sql = self.dialect.upsert_usage(self.usage_table)
+        now = utc_naive()
+        with self._transaction() as cur:
+            for row in rows:
+                cur.execute(sql, self._p(row.day, row.key_id, *row.counts(), now))
+
+    def usage(self, *, key_id: int | None = None,
+              since: dt.date | None = None) -> builtins.list[UsageRow]:
+        """Stored usage rows, by day then key; only `key_id`'s, only from `since` on."""
+        where: builtins.list[str] = []
+        params: builtins.list[Any] = []
+        if since is not None:
+            where.append("day >= ?")
+            params.append(since)
+        if key_id is not None:
+            where.append("key_id = ?")
+            params.append(int(key_id))
+        clause = f" WHERE {' AND '.join(where)}" if where else ""
+        with self._transaction() as cur:
+            cur.execute(f"SELECT {USAGE_COLUMNS} FROM {self.usage_table}{clause} "
+                        "ORDER BY day, key_id", self._p(*params))
+            found = cur.fetchall()
+        return [UsageRow(as_day(row[0]), int(row[1]),
+                         **{name: int(row[2 + i] or 0) for i, name in enumerate(COUNTS)})
+                for row in found]
 
     def list(self, include_inactive: bool = False) -> builtins.list[KeyRecord]:
         """All keys by id; without include_inactive only usable ones (not revoked or expired)."""

@@ -383,6 +383,28 @@ class RedisLog:
         scheme, sep, _ = head.partition("://")
         return f"{scheme}{sep}***@{tail}"
 
+    async def exchange_hub_entries(self, hub_id: str, entry: dict[str, Any],
+                                   stale_after: float = 10.0) -> list[dict[str, Any]]:
+        """Post this hub's standing (clients, lag, leadership) under `{swim}:hubs` and read
+        every hub's: how `swimctl top` shows all the hubs on a broker. Entries older than
+        `stale_after` seconds belong to hubs that stopped, and go."""
+        key = "{" + self.keys["log"].split("}", 1)[0][1:] + "}:hubs"
+        now = time.time()
+        with trio.fail_after(CALL_TIMEOUT):
+            await self.client.hset(key, {hub_id: orjson.dumps({**entry, "at": now})})
+            found = await self.client.hgetall(key)
+        entries, stale = [], []
+        for name, raw in found.items():
+            value = orjson.loads(raw)
+            if now - float(value.get("at", 0)) > stale_after:
+                stale.append(name)
+            else:
+                entries.append(value)
+        if stale:
+            with trio.move_on_after(CALL_TIMEOUT):
+                await self.client.hdel(key, stale)
+        return sorted(entries, key=lambda e: str(e.get("hub_id")))
+
     async def head_in_redis(self) -> int:
         value = await self.client.get(self.keys["seq"])
         return int(value) if value else 0

@@ -6,7 +6,7 @@ thread (a live snapshot is several MB; the event loop must never stall on it), t
 the cycle's lifecycle events, then one `flight.positions` batch of every current flight
 (`publish_positions`: the hub cuts it into parts that fit a frame, each its own event, and
 serves the latest complete batch as the snapshot), and reports the snapshot time
-(`feed_updated`).
+(`feed_updated`) and what the cycle brought (`feed_cycle`, for `swimctl top` and /metrics).
 
 A failed cycle (network error, HTTP error status, timeout, invalid or truncated JSON, missing
 keys) is logged and retried with exponential backoff and jitter. It never touches the detector,
@@ -21,6 +21,7 @@ import logging
 import random
 import re
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import urlsplit
@@ -33,6 +34,7 @@ from swimctl.core.channels import POSITIONS
 from swimctl.core.detect import Cycle, Detector, FeedError, parse_snapshot, snapshot_time
 from swimctl.core.geo import load_geo
 from swimctl.core.model import format_ts
+from swimctl.hub.stats import FeedCycle
 
 __all__ = ["VATSIM_URL", "FeedHub", "run_feed"]
 
@@ -75,6 +77,8 @@ class FeedHub(Protocol):
     ) -> Any: ...
 
     def feed_updated(self, update_time: dt.datetime) -> None: ...
+
+    def feed_cycle(self, cycle: FeedCycle) -> None: ...
 
 
 async def run_feed(
@@ -264,6 +268,11 @@ class _Runner:
         except Exception:
             log.exception("hub refused the positions batch")
         hub.feed_updated(update_time)
+        published = Counter(etype for etype, _, _ in cycle.events if etype != POSITIONS)
+        published[POSITIONS] += 1  # the batch of every current flight
+        hub.feed_cycle(FeedCycle(snapshot=cycle.timestamp, pilots=cycle.pilots,
+                                 skipped=cycle.skipped, events=dict(published),
+                                 at=time.time()))
         self.cycles += 1
         age = (dt.datetime.now(dt.UTC) - update_time).total_seconds()
         log.info(
@@ -273,7 +282,7 @@ class _Runner:
             age,
             cycle.pilots,
             cycle.skipped,
-            len(cycle.events),
+            sum(published.values()),
         )
 
     # -- HTTP -------------------------------------------------------------------------------
