@@ -5,11 +5,12 @@ from __future__ import annotations
 import typer
 
 from swimctl import __version__
-from swimctl.cli import keys, record, replay, serve, tail, tmi
+from swimctl.cli import keys, record, replay, serve, sim, tail, tmi
 
 app = typer.Typer(
     name="swimctl",
-    help="Real-time flight-event hub (SWIM) for VATSIM: serve, tail, keys, record, replay, tmi.",
+    help="Real-time flight-event hub (SWIM) for VATSIM: serve, tail, keys, record, replay, tmi, "
+    "sim.",
     no_args_is_help=True,
     add_completion=True,
     pretty_exceptions_enable=False,
@@ -38,6 +39,7 @@ app.add_typer(keys.app, name="keys")
 app.command("replay")(replay.replay)
 app.command("record")(record.record)
 app.add_typer(tmi.app, name="tmi")
+app.command("sim")(sim.sim)
 
 
 def main() -> None:

@@ -1,16 +1,16 @@
 """`swimctl serve --demo`: a hub that needs no network and no setup.
 
-A throw-away SQLite key store with one developer key, the recorded VATSIM snapshots shipped in
-the package played in a loop as the feed (stamped with the time they are played, so feed age
-and event times read as live), and a sample ground stop at KJFK, so
-`swimctl tail --airport KJFK` shows live traffic within seconds.
+A throw-away SQLite key store with one developer key, the traffic simulator as the feed
+(DEMO_SIM_PILOTS pilots at DEMO_SIM_SPEED times real speed, starting now, so feed age and
+event times read as live), and a sample ground stop at KJFK. At these settings
+`swimctl tail --airport KJFK` shows a KJFK departure or arrival about every 20 s (a test
+holds it under 30 s on average); traffic flows on without a loop, so nothing repeats.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import tempfile
-from importlib import resources
 from pathlib import Path
 
 import attrs
@@ -19,7 +19,11 @@ from swimctl.core.model import format_ts
 from swimctl.hub.engine import Hub
 from swimctl.keys.store import KeyStore
 
-DEMO_FEED_INTERVAL = 5.0  # seconds between recorded snapshots: events arrive within seconds
+DEMO_FEED_INTERVAL = 5.0  # seconds between snapshots: events arrive within seconds
+# 4,000 pilots at 3x: 15 s of flight between snapshots, like the live feed, and enough
+# traffic that KJFK alone sees a movement every ~20 s.
+DEMO_SIM_PILOTS = 4000
+DEMO_SIM_SPEED = 3.0
 
 
 @attrs.define
@@ -27,18 +31,13 @@ class DemoSetup:
     workdir: tempfile.TemporaryDirectory[str]
     db_url: str
     api_key: str
-    feed_dir: str
-
-
-def demo_feed_dir() -> str:
-    return str(resources.files("swimctl") / "data" / "demo")
 
 
 def prepare_demo() -> DemoSetup:
     workdir = tempfile.TemporaryDirectory(prefix="swimctl-demo-")
     db_url = f"sqlite:///{Path(workdir.name) / 'keys.db'}"
     api_key, _ = KeyStore(db_url).create("developer", "demo", description="swimctl serve --demo")
-    return DemoSetup(workdir=workdir, db_url=db_url, api_key=api_key, feed_dir=demo_feed_dir())
+    return DemoSetup(workdir=workdir, db_url=db_url, api_key=api_key)
 
 
 def issue_sample_ground_stop(hub: Hub, now: dt.datetime | None = None) -> str:
@@ -54,10 +53,11 @@ def issue_sample_ground_stop(hub: Hub, now: dt.datetime | None = None) -> str:
     return program_id
 
 
-def banner(url: str, api_key: str) -> str:
+def banner(url: str, api_key: str, pilots: int = DEMO_SIM_PILOTS,
+           speed: float = DEMO_SIM_SPEED) -> str:
     return (
-        "\nswimctl demo hub is running: recorded VATSIM traffic (2023-08-07), replayed in a "
-        "loop as if live; Ctrl-C stops it.\n"
+        f"\nswimctl demo hub is running: simulated VATSIM traffic ({pilots:,} pilots, "
+        f"{speed:g}x speed); Ctrl-C stops it.\n"
         f"  demo API key: {api_key}\n"
         "  watch KJFK in another terminal:\n"
         f"    swimctl tail --url {url} --key {api_key} --airport KJFK\n"

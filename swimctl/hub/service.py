@@ -31,7 +31,8 @@ class ServeOptions:
     feed: str | None = None
     feed_interval: float = 15.0
     feed_loop: bool = False
-    feed_as_live: bool = False  # recorded snapshots shown as happening now (the demo)
+    feed_as_live: bool = False  # recorded snapshots shown as happening now
+    sim: Any = None  # SimConfig of `--feed sim` (swimctl.core.sim)
     record_dir: str | None = None
     metrics_port: int | None = None
     handle_signals: bool = False
@@ -118,7 +119,8 @@ async def run_service(opts: ServeOptions, *, task_status: Any = trio.TASK_STATUS
             from swimctl.hub.sources.feed import run_feed
 
             await nursery.start(partial(run_feed, hub, opts.feed, opts.feed_interval,
-                                        opts.feed_loop, as_live=opts.feed_as_live))
+                                        opts.feed_loop, as_live=opts.feed_as_live,
+                                        sim=opts.sim))
         if opts.metrics_port is not None:
             from swimctl.hub.metrics import MetricsServer
 

@@ -49,7 +49,7 @@ P_SNAPSHOT_TWICE = 0.005
 P_SNAPSHOT_LATE = 0.002
 P_PILOT_MISSING = 0.0002  # a connected pilot left out of one snapshot
 STAMP_JITTER_S = 0.8  # a snapshot's time is its slot plus up to this much
-WARMUP_S = 3 * 3600.0  # flight time simulated before the first snapshot: a steady population
+WARMUP_S = 14 * 3600.0  # flight time lived before the first snapshot: long-haul flights included
 LAG_BUCKETS = 16  # distinct `last_updated` lags per snapshot (pilot clients report every ~5 s)
 TRUTH_TYPES = ("flight.created", "flight.departed", "flight.arrived", "flight.deleted")
 
@@ -87,8 +87,10 @@ class SimSnapshot:
 class Simulator:
     """Steps the network one snapshot at a time; `step()` returns what the feed delivers."""
 
-    def __init__(self, config: SimConfig, geo: Geo | None = None) -> None:
+    def __init__(self, config: SimConfig, geo: Geo | None = None, truth: bool = True) -> None:
+        """`truth=False` keeps no true events (a feed that runs for days has no use for them)."""
         self.config = config
+        self._keep_truth = truth
         self.geo = geo or load_geo()
         self.traffic = load_traffic(self.geo)
         if not self.traffic.fields:
@@ -218,7 +220,7 @@ class Simulator:
                     self.pilots.append(pilot)
                     break
                 t = pilot.seg_t0
-        self._recording = True
+        self._recording = self._keep_truth
 
     def _advance_all(self, t: float) -> None:
         kept: list[Pilot] = []

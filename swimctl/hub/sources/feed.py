@@ -1,7 +1,8 @@
 """VATSIM data-feed source: fetch or read snapshots, detect flight events, publish to the hub.
 
 `run_feed(hub, spec)` is one long-lived task in the hub's nursery. Every cycle it gets one
-snapshot (HTTP, a file, or the next file of a directory), decodes and diffs it in a worker
+snapshot (HTTP, a file, the next file of a directory, or the traffic simulator's next
+document), decodes and diffs it in a worker
 thread (a live snapshot is several MB; the event loop must never stall on it), then hands the
 hub the full current positions (`replace_positions`, for snapshot-on-subscribe) before the
 cycle's events (`publish`), and reports the snapshot time (`feed_updated`).
@@ -23,6 +24,7 @@ from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
+import attrs
 import httpx
 import trio
 
@@ -30,12 +32,14 @@ from swimctl import __version__
 from swimctl.core.detect import Cycle, Detector, FeedError, parse_snapshot, snapshot_time
 from swimctl.core.geo import load_geo
 from swimctl.core.model import format_ts
+from swimctl.core.sim import SimConfig, Simulator
 
-__all__ = ["VATSIM_URL", "FeedHub", "run_feed"]
+__all__ = ["SIM_SPEC", "VATSIM_URL", "FeedHub", "run_feed"]
 
 log = logging.getLogger("swimctl.feed")
 
 VATSIM_URL = "https://data.vatsim.net/v3/vatsim-data.json"
+SIM_SPEC = "sim"  # `--feed sim`: the traffic simulator
 # The live feed refreshes every 15 s; used as the gap between passes of a looped replay.
 FEED_PERIOD = dt.timedelta(seconds=15)
 # Retries start at `retry_base` seconds and double per consecutive failure up to this cap, so
@@ -77,6 +81,7 @@ async def run_feed(
     timeout: float = 20.0,
     retry_base: float = 1.0,
     as_live: bool = False,
+    sim: SimConfig | None = None,
 ) -> None:
     """Run the feed named by `spec` until cancelled (or, for files, until played out).
 
@@ -87,11 +92,15 @@ async def run_feed(
     starts over at the end: every flight is deleted, the detector reset and event times moved
     on by one pass so they keep increasing. `task_status.started()` fires once the geography
     is loaded and the source is usable. `timeout` bounds one fetch; `retry_base` is the first
-    backoff delay after a failure.
+    backoff delay after a failure. `sim` (the traffic simulator, spec `sim`): a snapshot every
+    `interval` s, made in memory and read like any other (see `run_sim`).
     """
     geo = await trio.to_thread.run_sync(load_geo)
     detector = Detector(geo)
     runner = _Runner(hub, detector, interval, retry_base, as_live)
+    if spec == SIM_SPEC:
+        await runner.run_sim(sim or SimConfig(start=dt.datetime.now(dt.UTC)), task_status)
+        return
     if spec == "vatsim" or spec.startswith(("http://", "https://")):
         url = VATSIM_URL if spec == "vatsim" else spec
         await runner.run_http(url, timeout, task_status)
@@ -321,6 +330,30 @@ class _Runner:
                 if name in resp.headers:
                     validators[name] = resp.headers[name]
             return b"".join(chunks)
+
+    # -- the simulator ----------------------------------------------------------------------
+
+    async def run_sim(self, config: SimConfig, task_status: trio.TaskStatus[None]) -> None:
+        """The traffic simulator as a feed: every `interval` s its next snapshot, as JSON bytes,
+        through the same parse -> detect -> deliver as a fetched one. The snapshots are
+        `interval` s apart in their own time (15 s when running flat out), so a simulation
+        started now reads as live."""
+        step = self.interval if self.interval > 0 else FEED_PERIOD.total_seconds()
+        config = attrs.evolve(config, step_s=step)
+        sim = await trio.to_thread.run_sync(Simulator, config, self.detector.geo, False)
+        source = f"sim:{config.seed}"
+        task_status.started()
+        log.info("feed simulating %d pilots (seed %d, %gx speed) from %s, every %.1fs",
+                 config.pilots, config.seed, config.speed, format_ts(config.start),
+                 self.interval)
+        while True:
+            started = time.monotonic()
+            for snap in await trio.to_thread.run_sync(sim.step):
+                cycle = await trio.to_thread.run_sync(
+                    _decode_and_detect, self.detector, snap.body, None, False
+                )
+                await self.deliver(cycle, source)
+            await trio.sleep(max(0.0, self.interval - (time.monotonic() - started)))
 
     # -- files ------------------------------------------------------------------------------
 
