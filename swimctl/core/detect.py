@@ -188,6 +188,7 @@ class _Flight:
         "missing_since",
         "plan",
         "pos",
+        "raw_plan",
         "seen",
         "settling",
         "state",
@@ -201,6 +202,7 @@ class _Flight:
         self.cid = cid
         self.callsign = callsign
         self.plan: tuple[str | None, str | None, str | None, str | None] = (None,) * 4
+        self.raw_plan: tuple[Any, ...] | None = None  # the fields `plan` was read from
         self.lat = self.lon = math.nan
         self.alt = self.gs = self.hdg = self.vr = 0
         self.artcc: str | None = None
@@ -295,7 +297,7 @@ class Detector:
 
     def current_positions(self) -> list[dict[str, Any]]:
         """The last known position of every tracked flight."""
-        return [f.pos for f in self._flights.values() if f.pos]
+        return [f.pos for f in self._flights.values()]
 
     def reset(self, when: dt.datetime | None = None) -> list[Event]:
         """Forget every flight; returns a `flight.deleted` for each (timestamped `when`)."""
@@ -332,7 +334,6 @@ class Detector:
         artcc_at = geo.artcc_at
         events: list[Event] = []
         changed: list[dict[str, Any]] = []
-        seen: set[tuple[int, str, str]] = set()
         skipped = 0
 
         for rec in pilots:
@@ -345,12 +346,20 @@ class Detector:
                 logon = rec["logon_time"]
                 if not isinstance(callsign, str) or not callsign or not isinstance(logon, str):
                     raise TypeError("callsign/logon_time")
-                lat = float(_num(rec["latitude"]))
-                lon = float(_num(rec["longitude"]))
+                # Fast paths for what orjson gives (floats, ints); anything else through _num.
+                # A non-finite float fails the range checks (NaN compares false) or round().
+                lat = rec["latitude"]
+                if lat.__class__ is not float:
+                    lat = float(_num(lat))
+                lon = rec["longitude"]
+                if lon.__class__ is not float:
+                    lon = float(_num(lon))
                 if not (-90.0 <= lat <= 90.0 and -180.0 <= lon <= 180.0):
                     raise ValueError("position out of range")
-                alt = round(_num(rec["altitude"]))
-                gs = round(_num(rec["groundspeed"]))
+                alt = rec["altitude"]
+                alt = alt if alt.__class__ is int else round(_num(alt))
+                gs = rec["groundspeed"]
+                gs = gs if gs.__class__ is int else round(_num(gs))
                 if not (
                     0 <= cid <= _UID_MASK
                     and _MIN_ALT_FT <= alt <= _MAX_ALT_FT
@@ -358,23 +367,36 @@ class Detector:
                 ):
                     raise ValueError("value out of range")
                 hdg = rec.get("heading", 0)
-                hdg = round(_num(hdg)) % 360 if hdg is not None else 0
-                plan = _plan(rec.get("flight_plan"))
+                if hdg.__class__ is int:
+                    hdg %= 360
+                else:
+                    hdg = round(_num(hdg)) % 360 if hdg is not None else 0
+                fp = rec.get("flight_plan")
+                # the plan's raw fields: re-read only when they change (rarely)
+                raw_plan = (
+                    (fp.get("departure"), fp.get("arrival"), fp.get("aircraft_short"),
+                     fp.get("aircraft_faa"), fp.get("aircraft"), fp.get("route"))
+                    if fp.__class__ is dict else None
+                )
             except (KeyError, TypeError, ValueError, OverflowError):
                 skipped += 1
                 continue
 
             key = (cid, callsign, logon)
-            if key in seen:
+            flight = flights.get(key)
+            if flight is not None and flight.seen == now:
                 skipped += 1  # the same connection twice in one snapshot: keep the first
                 continue
-            seen.add(key)
-            flight = flights.get(key)
             is_new = flight is None
             if flight is None:
                 flight = _Flight(flight_uid(cid, callsign, logon), cid, callsign)
                 flights[key] = flight
             flight.missing = 0
+            if is_new or raw_plan != flight.raw_plan:
+                plan = _plan(fp)
+                flight.raw_plan = raw_plan
+            else:
+                plan = flight.plan
 
             moved = is_new or (
                 lat != flight.lat
@@ -422,27 +444,39 @@ class Detector:
                 events.append(("flight.updated", data, stamp))
 
             if moved or flight.settling:
-                self._track(flight, now, stamp, events)
+                if gs >= HISTORY_MAX_GS_KTS and flight.state == _AIRBORNE:
+                    flight.settling = False  # cruising: nothing to classify or remember
+                    if flight.history:
+                        flight.history = []
+                else:
+                    self._track(flight, now, stamp, events)
             elif flight.state == _GROUND:
                 flight.ground_t = now
 
-        gone = [key for key in flights if key not in seen]
+        # one pass over every flight: the ones this snapshot lacked, and everyone's position
+        positions: list[dict[str, Any]] = []
+        gone: list[tuple[int, str, str]] = []
+        for key, flight in flights.items():
+            if flight.seen != now:
+                if not flight.missing:
+                    flight.missing_since = stamp
+                flight.missing += 1
+                if flight.missing >= self.deleted_after:
+                    gone.append(key)
+                    # stamped when it left: the first snapshot without it, not this one
+                    events.append(("flight.deleted", self._deleted(flight),
+                                   flight.missing_since))
+                    continue
+            positions.append(flight.pos)
         for key in gone:
-            flight = flights[key]
-            if not flight.missing:
-                flight.missing_since = stamp
-            flight.missing += 1
-            if flight.missing >= self.deleted_after:
-                del flights[key]
-                # stamped when it left: the first snapshot without it, not this one
-                events.append(("flight.deleted", self._deleted(flight), flight.missing_since))
+            del flights[key]
 
         if changed:
             events.append(
                 ("flight.positions", {"count": len(changed), "positions": changed}, stamp)
             )
         self._last_time = when
-        return Cycle(when, stamp, events, self.current_positions(), len(pilots), skipped)
+        return Cycle(when, stamp, events, positions, len(pilots), skipped)
 
     # -- helpers ---------------------------------------------------------------------------
 
