@@ -5,9 +5,13 @@ callsign change is a new flight. `Detector.process` takes one parsed snapshot an
 events of that cycle (created, updated, departed, arrived, deleted, and one positions batch of
 the flights whose position changed) plus every current position, for snapshot-on-subscribe.
 
-Detection works on two consecutive samples of each flight, 15 s apart on the live feed, so the
-ground/air decision is deliberately coarse and has a dead band (see the constants below); a
-flight in the dead band keeps its last known state. docs/detection.md explains the choices.
+Each sample of a flight is classified on the ground or in the air (with a dead band in which
+it keeps its state); a change is a departure or an arrival. A flight on the ground departs only
+on evidence of flight (it has climbed from where it stood), so a take-off roll, a rejected one
+or a fast taxi is not a departure. Every event carries when it happened, not when it was seen:
+the logon time, the lift-off or touchdown placed between the samples around it from the recent
+profile, the first snapshot that no longer held the flight. Measured against the traffic
+simulator's truth (swimctl.core.sim); docs/detection.md explains the choices and the figures.
 """
 
 from __future__ import annotations
@@ -39,14 +43,12 @@ __all__ = [
     "snapshot_time",
 ]
 
-# At or above this groundspeed a flight counts as airborne. Rotation speeds start near 60 kt for
-# light jets and turboprops; a flight sampled at 50+ kt is on its take-off roll and is airborne
-# by the next sample (15 s later), while no one taxis that fast. This is what makes a departure
-# show up one cycle after the roll starts (AIE701 at CYYT, EUR1EM at LTFM: 13 -> 70+ kt).
+# At or above this groundspeed a flight first seen, or last seen in the air, counts as airborne;
+# one on the ground is rolling (on its take-off roll, or taxiing fast) until it has climbed.
 AIRBORNE_MIN_GS_KTS = 50
 # At or below this groundspeed (and near a field, low) a flight counts as on the ground. Fast
 # taxi is 20-30 kt; 40 kt leaves room for a high-speed exit after landing. Between this and
-# AIRBORNE_MIN_GS_KTS is a dead band so a roll-out or a fast taxi never flaps the state.
+# AIRBORNE_MIN_GS_KTS is a dead band: a touch-and-go rolls through it and stays in the air.
 GROUND_MAX_GS_KTS = 40
 # Height above field elevation still counted as on the ground. Pilot clients report true
 # altitude with sim and QNH errors of some tens of feet; 300 ft also covers fields whose
@@ -72,6 +74,11 @@ ROLL_MAX_GS_KTS = 200
 OFF_GROUND_STILL_FT = 5
 OFF_GROUND_SLOW_FT = 20
 OFF_GROUND_FAST_FT = 60
+# Slower than this and level for three samples running, near a field and within
+# FAST_TAXI_MAX_AGL_FT of its published height, a flight last seen in the air has landed and
+# taxis fast (pilots do taxi at 50-58 kt). Nothing flies level that slowly that low for 30 s.
+FAST_TAXI_MAX_GS_KTS = 60
+FAST_TAXI_MAX_AGL_FT = 100
 # Within this of the ground level it was on a flight is still on the runway (or just above
 # it): rolling samples this close keep the lift-off window open.
 NEAR_GROUND_FT = 40
@@ -176,6 +183,7 @@ class _Flight:
         "artcc",
         "callsign",
         "cid",
+        "descent",
         "ground_alt",
         "ground_t",
         "gs",
@@ -219,6 +227,8 @@ class _Flight:
         # then, if any
         self.lift: tuple[float, int, int] | None = None
         self.settling = False  # an arrival waiting for the altitude to hold
+        # the last two samples of its last descent: (t0, alt0, t1, alt1)
+        self.descent: tuple[float, int, float, int] | None = None
         # (time, altitude, groundspeed) of the last few samples below cruise speed
         self.history: list[tuple[float, int, int]] = []
 
@@ -486,6 +496,10 @@ class Detector:
         alt = flight.alt
         if flight.gs < HISTORY_MAX_GS_KTS:
             history = flight.history
+            if flight.state == _AIRBORNE and history and history[-1][1] - alt >= NEAR_GROUND_FT:
+                # still coming down: remembered beyond the history, in case a long fast taxi
+                # after landing pushes the approach out of it
+                flight.descent = (history[-1][0], history[-1][1], now, alt)
             history.append((now, alt, flight.gs))
             if len(history) > HISTORY:
                 del history[0]
@@ -515,6 +529,7 @@ class Detector:
         elif previous == _AIRBORNE and state == _GROUND:
             on = _stamp(self._touchdown(flight, now), now, stamp)
             events.append(("flight.arrived", self._movement(flight, "in_utc", on, airport), on))
+            flight.descent = None
 
     def _classify(self, flight: _Flight) -> tuple[int, str | None]:
         """(_GROUND, airport), (_AIRBORNE, None), (_ROLLING | _LIFTING, None), or (0, None)
@@ -534,32 +549,42 @@ class Detector:
                 return (_LIFTING if climbed >= OFF_GROUND_FAST_FT else _ROLLING), None
             if climbed >= (OFF_GROUND_STILL_FT if gs <= 5 else OFF_GROUND_SLOW_FT):
                 return _LIFTING, None
-        elif gs >= AIRBORNE_MIN_GS_KTS:
-            return _AIRBORNE, None
-        if gs > GROUND_MAX_GS_KTS and (on_ground or not self._taxiing_fast(flight)):
+        fast_taxi = False
+        if not on_ground and gs > GROUND_MAX_GS_KTS:
+            fast_taxi = gs < FAST_TAXI_MAX_GS_KTS and self._taxiing_fast(flight)
+            if not fast_taxi:
+                return (_AIRBORNE if gs >= AIRBORNE_MIN_GS_KTS else 0), None
+        elif gs > GROUND_MAX_GS_KTS:
             return 0, None
         airport = self._airport_near(flight)
         if airport is None:
             return 0, None
         if not on_ground and airport.elevation_ft is not None and (
-            flight.alt - airport.elevation_ft > ON_GROUND_MAX_AGL_FT
+            flight.alt - airport.elevation_ft
+            > (FAST_TAXI_MAX_AGL_FT if fast_taxi else ON_GROUND_MAX_AGL_FT)
         ):
-            return _AIRBORNE, None  # slow but well above the field: hovering or very slow
+            # slow but well above the field (hovering, very slow), or level and fast-taxi
+            # slow but not down at the field's height (a low pass)
+            return (_AIRBORNE if gs >= AIRBORNE_MIN_GS_KTS or not fast_taxi else 0), None
         return _GROUND, airport.icao
 
     @staticmethod
     def _taxiing_fast(flight: _Flight) -> bool:
-        """In the dead band twice running at a level altitude: no aircraft flies level at a
-        taxi's pace for that long (a touch-and-go rolls through it in seconds), so this one
-        has landed and taxis fast; it is judged like a slow one (near a field, low)."""
+        """Slower than FAST_TAXI_MAX_GS_KTS three samples running at a level altitude: no
+        aircraft flies level at a fast taxi's pace for half a minute (a touch-and-go rolls
+        for seconds; the sample before it, on short final, may look level with the roll, the
+        one after is climbing), so this one has landed and taxis fast; it is judged like a
+        slow one, near a field and down at its height."""
         history = flight.history
-        if len(history) < 2:
+        if len(history) < 3:
             return False
-        t0, a0, gs0 = history[-2]
-        if gs0 >= AIRBORNE_MIN_GS_KTS:
-            return False
-        slope_ft = (gs0 + flight.gs) / 2 * (history[-1][0] - t0) / 60.0
-        return abs(flight.alt - a0) <= SETTLED_FT + slope_ft
+        for (t0, a0, gs0), (t1, a1, gs1) in ((history[-3], history[-2]),
+                                             (history[-2], history[-1])):
+            if gs0 >= FAST_TAXI_MAX_GS_KTS or gs1 >= FAST_TAXI_MAX_GS_KTS:
+                return False
+            if abs(a1 - a0) > SETTLED_FT + (gs0 + gs1) / 2 * (t1 - t0) / 60.0:
+                return False
+        return True
 
     @staticmethod
     def _off_ground(flight: _Flight, now: float, state: int) -> None:
@@ -662,6 +687,14 @@ class Detector:
                     rate = measured if 150.0 <= measured <= 3000.0 else APPROACH_FPM
             estimate = t_i + (a_i - ground) * 60.0 / rate
             return min(upper, max(t_i, estimate))
+        if flight.descent is not None:  # the approach has left the history: its last descent
+            t0, a0, t1, a1 = flight.descent
+            rate = (a0 - a1) * 60.0 / (t1 - t0) if t1 > t0 else APPROACH_FPM
+            if not 150.0 <= rate <= 3000.0:
+                rate = APPROACH_FPM
+            if a1 - ground >= CLEAR_FT:
+                return min(upper, t1 + (a1 - ground) * 60.0 / rate)
+            return min(t1, max(t0, t0 + (a0 - ground) * 60.0 / rate))
         return upper
 
     def _airport_near(self, flight: _Flight) -> Airport | None:

@@ -18,7 +18,7 @@ from typing import Any
 
 import attrs
 
-from swimctl.core.model import parse_ts
+from swimctl.core.model import format_ts, parse_ts
 
 SCORED_TYPES = ("flight.created", "flight.departed", "flight.arrived", "flight.deleted")
 
@@ -77,16 +77,20 @@ def score(
     `settle_s` before the last snapshot, are left out of both counts (they may still match
     each other).
     """
-    times = [t.timestamp() for t in snapshot_times]
+    # event times travel as milliseconds: compare like with like
+    times = [_epoch(format_ts(t)) for t in snapshot_times]
     if len(times) < 3:
         raise ValueError("need at least three processed snapshots to score")
     lo, hi = times[0] + warmup_s, times[-1] - settle_s
 
-    def interval(t: float) -> float:
-        i = bisect.bisect_left(times, t)
+    def gap(i: int) -> float:
         if i <= 0 or i >= len(times):
             return times[1] - times[0]
         return times[i] - times[i - 1]
+
+    def interval(t: float) -> float:
+        # an event in the same millisecond as a snapshot may lie on either side of it
+        return max(gap(bisect.bisect_left(times, t)), gap(bisect.bisect_right(times, t)))
 
     by_key: dict[tuple[str, int], tuple[list[tuple[float, str, dict[str, Any]]],
                                         list[tuple[float, str, dict[str, Any]]]]] = \
@@ -106,7 +110,7 @@ def score(
         used = [False] * len(found_events)
         matched_true = [False] * len(true_events)
         for i, (t, _, _) in enumerate(true_events):
-            tol = interval(t) + 1e-3
+            tol = interval(t) + 0.002  # both ends rounded to the millisecond
             best, best_err = -1, tol
             for j, (d, _, _) in enumerate(found_events):
                 if not used[j] and abs(d - t) <= best_err:

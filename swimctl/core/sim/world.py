@@ -292,7 +292,22 @@ def _code_rng(icao: str) -> random.Random:
     return random.Random(int.from_bytes(digest, "big"))
 
 
-def make_field(airport: Airport, movements: int) -> Field:
+def _elevation(airport: Airport, geo: Geo | None, rng: random.Random) -> int:
+    """The field's height: the table's, else that of the nearest field the table knows (the
+    ground does not jump between neighbours), else a guess."""
+    if airport.elevation_ft is not None:
+        return airport.elevation_ft
+    if geo is not None:
+        known = [(abs(a.latitude - airport.latitude) + abs(a.longitude - airport.longitude),
+                  a.icao, a.elevation_ft) for a in geo.nearby_airports(airport.latitude,
+                                                                        airport.longitude)
+                 if a.elevation_ft is not None]
+        if known:
+            return min(known)[2]  # type: ignore[return-value]
+    return rng.randrange(0, 2000)
+
+
+def make_field(airport: Airport, movements: int, geo: Geo | None = None) -> Field:
     rng = _code_rng(airport.icao)
     big = movements >= BIG_FIELD_MOVEMENTS
     runway_nm = rng.uniform(1.4, 2.0) if big else rng.uniform(0.5, 1.1)
@@ -309,9 +324,7 @@ def make_field(airport: Airport, movements: int) -> Field:
     # sometimes 60-110 ft below (the recorded snapshots show the same spread).
     offset = -rng.uniform(60, 110) if rng.random() < 0.06 else rng.gauss(0, 18)
     slope = (rng.uniform(-25, 25), rng.uniform(-25, 25))
-    elevation = airport.elevation_ft
-    if elevation is None:  # unknown to the table: the field still has a real height
-        elevation = rng.randrange(0, 2000)
+    elevation = _elevation(airport, geo, rng)
     return Field(airport.icao, airport.latitude, airport.longitude, elevation, hdg, threshold,
                  runway_nm, apron, 0.5 if big else 0.15, offset, slope, big)
 
@@ -345,7 +358,7 @@ def load_traffic(geo: Geo) -> Traffic:
         airport = geo.airport(code)
         if airport is None:
             continue
-        fields.append(make_field(airport, movements))
+        fields.append(make_field(airport, movements, geo))
         total += movements
         cumulative.append(total)
     return Traffic(tuple(fields), tuple(cumulative), {f.icao: f for f in fields})
@@ -357,4 +370,4 @@ def field_for(traffic: Traffic, geo: Geo, icao: str) -> Field | None:
     if found is not None:
         return found
     airport = geo.airport(icao)
-    return make_field(airport, 0) if airport is not None else None
+    return make_field(airport, 0, geo) if airport is not None else None
