@@ -14,7 +14,9 @@ import random
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from .motion import FT_PER_NM_GLIDE, Arc, Route, Segment, State, Stay, line
+import attrs
+
+from .motion import FT_PER_NM_GLIDE, Route, Segment, State, Stay, line
 from .world import (
     BIZJET,
     HEAVY,
@@ -56,8 +58,9 @@ Mark = tuple[Any, ...]
 Item = Segment | Mark
 
 
+@attrs.frozen
 class Context:
-    """What a lifecycle may ask of the simulator: randomness, fields, clock, flight plans."""
+    """What a lifecycle may ask of the simulator: its randomness, fields, flight plans."""
 
     rng: random.Random
     pick_field: Callable[[], Field]
@@ -94,7 +97,7 @@ class Pilot:
         return self.seg.at(t - self.seg_t0)
 
 
-def lifecycle(ctx: Context, pilot: Pilot, start: State | None = None) -> Iterator[Item]:
+def lifecycle(ctx: Context, pilot: Pilot) -> Iterator[Item]:
     """Everything one pilot does from connecting to leaving the network."""
     rng = ctx.rng
     ac = pilot.actype
@@ -527,5 +530,4 @@ def _bearing(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
                                    - math.sin(la1) * math.cos(la2) * math.cos(dlon))) % 360.0
 
 
-# Arc is re-exported for type checks of segment kinds by the simulator's noise model.
-__all__ = ["Arc", "Context", "Pilot", "lifecycle"]
+__all__ = ["Context", "Pilot", "lifecycle"]

@@ -110,11 +110,7 @@ class Simulator:
         self.cycle = 0
         self.time = 0.0  # flight time of the last snapshot (s since start)
         self._start_ts = config.start.astimezone(dt.UTC)
-        self.ctx = Context()
-        self.ctx.rng = self.rng
-        self.ctx.pick_field = self._pick_field
-        self.ctx.field_near = self._field_near
-        self.ctx.make_plan = self._make_plan
+        self.ctx = Context(self.rng, self._pick_field, self._field_near, self._make_plan)
         self._static = _static_sections(self)
         self._warm_up()
 

@@ -362,12 +362,3 @@ def load_traffic(geo: Geo) -> Traffic:
         total += movements
         cumulative.append(total)
     return Traffic(tuple(fields), tuple(cumulative), {f.icao: f for f in fields})
-
-
-def field_for(traffic: Traffic, geo: Geo, icao: str) -> Field | None:
-    """A field by code: a busy one from the table, else any airport the geography knows."""
-    found = traffic.by_code.get(icao)
-    if found is not None:
-        return found
-    airport = geo.airport(icao)
-    return make_field(airport, 0, geo) if airport is not None else None
