@@ -209,8 +209,9 @@ def _decode_and_detect(
 
 
 def _played_now(data: dict[str, Any], stamp: str, now: str) -> tuple[dict[str, Any], str]:
-    """An event of a recorded cycle re-stamped to `now` (its off/in times with it)."""
-    moved = {key: now for key in ("off_utc", "in_utc") if data.get(key) == stamp}
+    """An event of a recorded cycle re-stamped to `now` (its off/in times with it, which the
+    detector places between snapshots and so may differ from the event's own stamp)."""
+    moved = {key: now for key in ("off_utc", "in_utc") if key in data}
     return ({**data, **moved} if moved else data), now
 
 
