@@ -60,10 +60,6 @@ def sim(
             when = parse_ts(start)
         except ValueError:
             fail(f"--start {start!r} is not an ISO 8601 time (e.g. 2026-01-01T18:00:00Z)")
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        fail(f"cannot create {out}: {exc.strerror or exc}")
     truth_file: IO[bytes] | None = None
     if truth is not None:
         try:
@@ -72,6 +68,10 @@ def sim(
             fail(f"cannot write {truth}: {exc.strerror or exc}")
         truth_file = gzip.GzipFile(fileobj=raw, mode="wb", mtime=0, filename="") \
             if truth.name.endswith(".gz") else raw
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        fail(f"cannot create {out}: {exc.strerror or exc}")
     simulator = Simulator(SimConfig(pilots=pilots, seed=seed, start=when, step_s=interval),
                           truth=truth is not None)
     written: set[str] = set()
