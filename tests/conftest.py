@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import shutil
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import attrs
@@ -18,6 +20,17 @@ from swimctl.hub.service import ServeOptions, ServiceHandle, run_service
 from swimctl.keys import TIERS, KeyStore
 
 IN_CI = bool(os.environ.get("CI"))
+FIXTURES = Path(__file__).resolve().parent / "fixtures" / "vatsim"
+# Three snapshots of one evening (2023-08-07/08), the traffic the old demo looped.
+RECORDED_EVENING = ("2023-08-07T232929Z", "2023-08-07T232944Z", "2023-08-08T000359Z")
+
+
+def recorded_feed(directory: Path) -> str:
+    """A feed directory holding the three recorded snapshots of one evening."""
+    directory.mkdir(parents=True, exist_ok=True)
+    for name in RECORDED_EVENING:
+        shutil.copy(FIXTURES / f"{name}.vatsim-data.json.gz", directory)
+    return str(directory)
 
 
 @pytest.fixture(autouse=True)

@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 from swimctl.core.detect import Detector, FeedError, flight_uid, parse_snapshot, snapshot_time
 from swimctl.core.geo import Geo, load_geo
-from swimctl.core.model import FlightData, Position, converter, format_ts
+from swimctl.core.model import FlightData, Position, converter, format_ts, parse_ts
 
 FIXTURES = Path(__file__).parent / "fixtures" / "vatsim"
 NY_BOX = (40.45, 41.25, -74.3, -73.6)  # New York metro: south, north, west, east
@@ -79,21 +79,36 @@ def test_first_cycle_creates_everyone(two_cycles, snap_a) -> None:
     assert first.timestamp == "2023-08-07T23:29:29.885Z"
 
 
-def test_departures_cyyt_and_ltfm(two_cycles, snap_b) -> None:
-    _, _, second = two_cycles
-    departed = {d["callsign"]: d for d in by_type(second.events, "flight.departed")}
+def test_take_off_roll_is_not_yet_a_departure(two_cycles, snap_b) -> None:
+    """AIE701 (CYYT) and EUR1EM (LTFM) go from 13-14 kt to 70-73 kt between A and B: on the
+    take-off roll, still at the field's height. They depart once they have climbed, stamped
+    with the estimated lift-off, which lies after B."""
+    det, _, second = two_cycles
+    assert not by_type(second.events, "flight.departed")
+    assert not by_type(second.events, "flight.arrived")
+    rolling = {p["callsign"]: p for p in snap_b["pilots"] if p["callsign"] in ("AIE701", "EUR1EM")}
+    assert {c: p["groundspeed"] >= 70 for c, p in rolling.items()} == {"AIE701": True,
+                                                                       "EUR1EM": True}
+    t_b = snapshot_time(snap_b)
+    climbed = copy.deepcopy(snap_b)
+    for p in climbed["pilots"]:
+        if p["callsign"] in rolling:
+            p.update(altitude=p["altitude"] + 500, groundspeed=155, latitude=p["latitude"] + 0.01)
+    third = det.process(with_time(climbed, t_b + dt.timedelta(seconds=15)))
+    departed = {d["callsign"]: (d, ts) for t, d, ts in third.events if t == "flight.departed"}
     assert set(departed) == {"AIE701", "EUR1EM"}
-    assert departed["AIE701"]["dep"] == "CYYT"
-    assert departed["EUR1EM"]["dep"] == "LTFM"
-    for data in departed.values():
-        assert data["off_utc"] == format_ts(snapshot_time(snap_b)) == second.timestamp
+    assert departed["AIE701"][0]["dep"] == "CYYT"
+    assert departed["EUR1EM"][0]["dep"] == "LTFM"
+    for data, stamp in departed.values():
+        assert data["off_utc"] == stamp
+        # 500 ft at the climb rate of a 155-kt aircraft: about 14 s before the third sample
+        assert t_b < parse_ts(stamp) < t_b + dt.timedelta(seconds=15)
         assert list(data) == [
             "callsign", "flight_uid", "dep", "arr", "off_utc",
             "latitude", "longitude", "current_artcc",
         ]  # fmt: skip
         assert isinstance(data["flight_uid"], int)
-    assert departed["EUR1EM"]["current_artcc"] == "LTBB"
-    assert not by_type(second.events, "flight.arrived")
+    assert departed["EUR1EM"][0]["current_artcc"] == "LTBB"
 
 
 def test_airborne_connections_are_created_never_departed(geo, snap_a, snap_b) -> None:
@@ -219,8 +234,77 @@ def test_arrival_at_jfk(geo, snap_a) -> None:
     arrived = by_type(events, "flight.arrived")
     assert len(arrived) == 1
     assert arrived[0]["arr"] == "KJFK" and arrived[0]["current_artcc"] == "ZNY"
-    assert arrived[0]["in_utc"] == format_ts(t0 + dt.timedelta(seconds=45))
+    # decided once slow (t0 + 45 s), stamped with the touchdown: after the last sample in the
+    # air (400 ft, t0 + 15 s), no later than the first one rolling on the runway (t0 + 30 s)
+    touchdown = parse_ts(arrived[0]["in_utc"])
+    assert t0 + dt.timedelta(seconds=15) < touchdown <= t0 + dt.timedelta(seconds=30)
     assert not by_type(events, "flight.departed")
+
+
+def fly(geo: Geo, pilot: dict[str, Any], general: dict[str, Any], t0: dt.datetime,
+        samples: list[tuple[float, float, int, int]], step: float = 15.0) -> list[Any]:
+    """One pilot through a sequence of (lat, lon, altitude, groundspeed) samples."""
+    det = Detector(geo)
+    events = []
+    for n, (lat, lon, alt, gs) in enumerate(samples):
+        pilot = dict(pilot, latitude=lat, longitude=lon, altitude=alt, groundspeed=gs)
+        snap = {"general": general, "pilots": [pilot]}
+        events += det.process(with_time(snap, t0 + dt.timedelta(seconds=step * n))).events
+    return [e for e in events if e[0] != "flight.positions"]
+
+
+def test_rejected_take_off_and_fast_taxi_are_not_departures(geo, snap_a) -> None:
+    """Fast on the runway without climbing is not flying: an aborted roll at 90 kt and a taxi
+    at 55 kt leave the flight on the ground; it departs once it has climbed."""
+    pilot = copy.deepcopy(next(p for p in snap_a["pilots"] if p["callsign"] == "GTI72"))
+    lat, lon, alt = pilot["latitude"], pilot["longitude"], pilot["altitude"]
+    t0 = snapshot_time(snap_a)
+    samples = [(lat, lon, alt, 0), (lat + 0.002, lon, alt + 3, 18), (lat + 0.006, lon, alt + 8, 90),
+               (lat + 0.008, lon, alt + 6, 20), (lat + 0.004, lon, alt + 2, 55),
+               (lat + 0.002, lon, alt, 10), (lat + 0.006, lon, alt + 20, 120),
+               (lat + 0.02, lon, alt + 700, 160)]
+    events = fly(geo, pilot, snap_a["general"], t0, samples)
+    departed = [(d, ts) for t, d, ts in events if t == "flight.departed"]
+    assert len(departed) == 1
+    assert not [e for e in events if e[0] == "flight.arrived"]
+    # lift-off between the roll at 120 kt (t0 + 90 s) and the sample 700 ft up (t0 + 105 s)
+    off = parse_ts(departed[0][1])  # (stamps carry milliseconds)
+    assert t0 + dt.timedelta(seconds=89.999) <= off < t0 + dt.timedelta(seconds=105)
+
+
+def test_helicopter_hover_is_neither_ground_nor_landed(geo, snap_a) -> None:
+    """A helicopter lifting into a low hover has departed by the time it climbs away, and one
+    hovering over its pad has not landed until its altitude holds on the ground."""
+    pilot = copy.deepcopy(next(p for p in snap_a["pilots"] if p["callsign"] == "GTI72"))
+    lat, lon, g = pilot["latitude"], pilot["longitude"], pilot["altitude"]
+    t0 = snapshot_time(snap_a)
+    samples = [(lat, lon, g, 0), (lat, lon, g, 0), (lat, lon, g + 9, 0),  # hover from t0+30
+               (lat + 0.001, lon, g + 160, 25), (lat + 0.02, lon, g + 900, 110),
+               (lat + 0.003, lon, g + 300, 30), (lat + 0.001, lon, g + 60, 8),
+               (lat, lon, g + 11, 0), (lat, lon, g + 8, 0),  # hovering over the pad
+               (lat, lon, g, 0), (lat, lon, g, 0)]  # down at t0 + 135 s, holding
+    events = fly(geo, pilot, snap_a["general"], t0, samples)
+    kinds = [(t, parse_ts(ts)) for t, _, ts in events if t != "flight.created"]
+    assert [k for k, _ in kinds] == ["flight.departed", "flight.arrived"]
+    (_, off), (_, on) = kinds
+    assert t0 + dt.timedelta(seconds=15) < off <= t0 + dt.timedelta(seconds=30)
+    assert t0 + dt.timedelta(seconds=120) < on <= t0 + dt.timedelta(seconds=135)
+
+
+def test_connects_and_disconnects_are_stamped_when_they_happened(geo, snap_a, snap_b) -> None:
+    """A new pilot's flight.created carries its logon time; flight.deleted the time of the
+    first snapshot that no longer held the flight, though sent only after the second miss."""
+    det = Detector(geo, deleted_after=2)
+    det.process(snap_a)
+    second = det.process(snap_b)
+    created = {d["callsign"]: ts for t, d, ts in second.events if t == "flight.created"}
+    logons = {p["callsign"]: p["logon_time"] for p in snap_b["pilots"] if p["callsign"] in created}
+    assert created and all(ts == format_ts(parse_ts(logons[c])) for c, ts in created.items())
+    assert all(snapshot_time(snap_a) < parse_ts(ts) <= snapshot_time(snap_b)
+               for ts in created.values())
+    third = det.process(with_time(snap_b, snapshot_time(snap_b) + dt.timedelta(seconds=15)))
+    (_, data, stamp), = [e for e in third.events if e[0] == "flight.deleted"]
+    assert data["callsign"] == "JBU1421" and stamp == second.timestamp != third.timestamp
 
 
 def test_departure_without_flight_plan_names_the_field(geo, snap_a) -> None:

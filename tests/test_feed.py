@@ -20,13 +20,15 @@ from typing import Any
 import pytest
 import trio
 
-from swimctl.core.model import parse_ts
+from swimctl.core.model import format_ts, parse_ts
 from swimctl.hub.sources.feed import run_feed, safe_url
 from swimctl.hub.stats import FeedCycle
 
 FIXTURES = Path(__file__).parent / "fixtures" / "vatsim"
 SNAP_A = "2023-08-07T232929Z.vatsim-data.json.gz"
 SNAP_B = "2023-08-07T232944Z.vatsim-data.json.gz"
+# pilots that connect between A and B (the sign that B went through the detector)
+NEW_IN_B = {"ACA390", "N3TW", "RYR165K", "AA815"}
 
 
 class FakeHub:
@@ -107,8 +109,8 @@ async def test_directory_replay(tmp_path: Path) -> None:
     await run_feed(hub, str(tmp_path), interval=0)
     check_cycle_order(hub)
     assert [u.second for u in hub.updates()] == [29, 44]
-    departed = {d["callsign"] for _, d, _ in hub.events("flight.departed")}
-    assert departed == {"AIE701", "EUR1EM"}
+    created = [d["callsign"] for _, d, _ in hub.events("flight.created")]
+    assert len(created) == 754 + len(NEW_IN_B) and set(created[754:]) == NEW_IN_B
     positions = [c[1] for c in hub.calls if c[0] == "publish_positions"]
     assert [len(p) for p in positions] == [754, 758]
     assert not hub.events("flight.deleted")
@@ -116,7 +118,7 @@ async def test_directory_replay(tmp_path: Path) -> None:
     # first cycle's count.
     assert len(hub.cycles) == 2 and all(c.pilots > 700 for c in hub.cycles)
     assert sum(sum(c.events.values()) for c in hub.cycles) == len(hub.events()) + len(positions)
-    assert hub.cycles[-1].events["flight.departed"] == 2
+    assert hub.cycles[-1].events.get("flight.created") == len(NEW_IN_B)
 
 
 async def test_recorded_snapshots_played_as_live(tmp_path: Path) -> None:
@@ -128,10 +130,9 @@ async def test_recorded_snapshots_played_as_live(tmp_path: Path) -> None:
     await run_feed(hub, str(tmp_path), interval=0, as_live=True)
     after = dt.datetime.now(dt.UTC)
     assert all(before <= u <= after for u in hub.updates())
-    departed = hub.events("flight.departed")
-    assert {d["callsign"] for _, d, _ in departed} == {"AIE701", "EUR1EM"}
-    for _, data, stamp in departed:
-        assert data["off_utc"] == stamp
+    created = hub.events("flight.created")
+    assert {d["callsign"] for _, d, _ in created[754:]} == NEW_IN_B
+    for _, _, stamp in created:
         assert before - dt.timedelta(seconds=1) <= parse_ts(stamp) <= after
 
 
@@ -147,12 +148,14 @@ async def test_directory_loop_replays_with_later_times(tmp_path: Path) -> None:
     times = hub.updates()
     assert times == sorted(times) and len(set(times)) == len(times)
     assert times[2] - times[1] == dt.timedelta(seconds=15)  # the gap between passes
-    # every pass departs the same two flights again, and the wrap deletes what the last pass had
-    departures = [d["callsign"] for _, d, _ in hub.events("flight.departed")]
-    assert Counter(departures)["AIE701"] >= 2
+    # every pass connects the same pilots again, and the wrap deletes what the last pass had
+    connects = [d["callsign"] for _, d, _ in hub.events("flight.created")]
+    assert Counter(connects)["ACA390"] >= 2
     assert len(hub.events("flight.deleted")) >= 757
-    stamps = [ts for _, _, ts in hub.events()]
-    assert stamps == sorted(stamps)
+    # events carry when they happened (a connect at its logon time), never before the first
+    # snapshot of the pass that holds them, nor after the last snapshot played
+    first, last = format_ts(times[0]), format_ts(times[-1])
+    assert all(first <= ts <= last for _, _, ts in hub.events())
 
 
 async def test_single_file(tmp_path: Path) -> None:
@@ -256,7 +259,7 @@ async def test_http_faults_are_logged_and_retried(http_server, caplog) -> None:
     check_cycle_order(hub)
     # failures never count as snapshots: nobody is deleted (JBU1421 missed only B)
     assert not hub.events("flight.deleted")
-    assert {d["callsign"] for _, d, _ in hub.events("flight.departed")} == {"AIE701", "EUR1EM"}
+    assert {d["callsign"] for _, d, _ in hub.events("flight.created")[754:]} == NEW_IN_B
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert len(warnings) == len(faults)
     text = "\n".join(warnings)

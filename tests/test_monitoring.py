@@ -27,9 +27,8 @@ import httpx
 import pytest
 import trio
 
-from swimctl.hub.demo import demo_feed_dir
 from swimctl.hub.stats import BrokerState
-from tests.conftest import StartHub, request
+from tests.conftest import StartHub, recorded_feed, request
 
 ROOT = Path(__file__).resolve().parent.parent
 DASHBOARD = ROOT / "deploy" / "grafana" / "swimctl.json"
@@ -81,8 +80,9 @@ async def scrape(url: str) -> str:
     return response.text
 
 
-async def test_every_metric_the_deploy_files_name_is_exported(start_hub: StartHub) -> None:
-    h = await start_hub(options={"metrics_port": 0, "feed": str(demo_feed_dir()),
+async def test_every_metric_the_deploy_files_name_is_exported(start_hub: StartHub,
+                                                              tmp_path: Path) -> None:
+    h = await start_hub(options={"metrics_port": 0, "feed": recorded_feed(tmp_path / "feed"),
                                  "feed_interval": 0.0})
     base = h.handle.extras["metrics_url"]
     with trio.fail_after(30):

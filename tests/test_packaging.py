@@ -97,7 +97,7 @@ def test_required_data_files_are_shipped(wheel: Path, path: str) -> None:
 
 
 def test_every_data_file_is_shipped(wheel: Path) -> None:
-    """Everything under swimctl/data/ — including demo snapshots — ends up in the wheel."""
+    """Everything under swimctl/data/ — including the traffic table — ends up in the wheel."""
     expected = _source_files(DATA)
     assert expected, "swimctl/data/ is empty"
     missing = sorted(set(expected) - _names(wheel))

@@ -1,7 +1,7 @@
 """docs/protocol.md cannot drift from the hub: every example in it is checked against real output.
 
-A real hub runs in-process, fed with the recorded VATSIM snapshots shipped in the package (so
-flight events are real detector output) and with TMI programs published over the socket by a
+A real hub runs in-process, fed with three recorded VATSIM snapshots from the test fixtures
+(so flight events are real detector output) and with TMI programs published over the socket by a
 system-tier key. Each `<!-- example: NAME -->` block in the doc must have the same keys (at the
 envelope level, in `data`, and in each position / program) and the same JSON types as the
 message captured for NAME. Each `<!-- request: NAME -->` block is sent to the hub as is and
@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -23,11 +24,13 @@ from trio_websocket import ConnectionClosed, WebSocketConnection
 
 from swimctl.core import protocol
 from swimctl.core.model import format_ts
-from swimctl.hub.demo import demo_feed_dir
 from swimctl.hub.sources.feed import run_feed
 from tests.conftest import Harness, StartHub, recv, recv_until, request
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "protocol.md"
+FIXTURES = Path(__file__).resolve().parent / "fixtures" / "vatsim"
+# two snapshots 15 s apart, then one 34 minutes later: every flight event type happens
+RECORDED = ("2023-08-07T232929Z", "2023-08-07T232944Z", "2023-08-08T000359Z")
 BLOCK = re.compile(r"<!--\s*(example|request):\s*([\w.\-]+)\s*-->\s*```json\n(.*?)```", re.S)
 FLIGHT_TYPES = ("flight.created", "flight.updated", "flight.departed", "flight.arrived",
                 "flight.deleted", "flight.positions")
@@ -106,7 +109,13 @@ def future(hours: float) -> str:
     return format_ts(dt.datetime.now(dt.UTC) + dt.timedelta(hours=hours))
 
 
-async def capture(h: Harness) -> dict[str, dict[str, Any]]:
+def recorded_feed(directory: Path) -> str:
+    for name in RECORDED:
+        shutil.copy(FIXTURES / f"{name}.vatsim-data.json.gz", directory)
+    return str(directory)
+
+
+async def capture(h: Harness, feed_dir: str) -> dict[str, dict[str, Any]]:
     """Every message the doc shows, taken from a real hub, by example name."""
     got: dict[str, dict[str, Any]] = {}
     headers = [(b"X-SWIM-API-Key", h.keys["developer"].encode())]
@@ -126,7 +135,7 @@ async def capture(h: Harness) -> dict[str, dict[str, Any]]:
         await request(ws, {"action": "subscribe", "channels": ["*"]})
         wanted = (*FLIGHT_TYPES[:-1], "flight.positions.part", "system.heartbeat")
         async with trio.open_nursery() as nursery:
-            await nursery.start(run_feed, h.hub, demo_feed_dir(), 0.0, False)
+            await nursery.start(run_feed, h.hub, feed_dir, 0.0, False)
             with trio.fail_after(30):
                 while not all(t in got for t in wanted):
                     msg = orjson.loads(await ws.get_message())
@@ -186,9 +195,9 @@ async def capture(h: Harness) -> dict[str, dict[str, Any]]:
 
 
 @pytest.fixture
-async def captured(start_hub: StartHub) -> dict[str, dict[str, Any]]:
+async def captured(start_hub: StartHub, tmp_path: Path) -> dict[str, dict[str, Any]]:
     h = await start_hub(heartbeat_interval=0.5)
-    return await capture(h)
+    return await capture(h, recorded_feed(tmp_path))
 
 
 # -- the checks --------------------------------------------------------------------------------

@@ -30,9 +30,8 @@ import pytest
 import trio
 import websockets
 
-from swimctl.hub.demo import demo_feed_dir
 from swimctl.hub.sources.feed import run_feed
-from tests.conftest import IN_CI, StartHub, request
+from tests.conftest import IN_CI, StartHub, recorded_feed, request
 from tests.rawws import RawClient
 from tests.test_compat import FLIGHTS, fleet
 
@@ -243,7 +242,8 @@ def csharp_problems(payload: bytes) -> list[str]:
 
 
 async def test_csharp_and_java_sdks_can_decode_every_frame(start_hub: StartHub,
-                                                           nursery: trio.Nursery) -> None:
+                                                           nursery: trio.Nursery,
+                                                           tmp_path: Path) -> None:
     hub = await start_hub(heartbeat_interval=0.3)
     client = await RawClient.connect(hub, tier="developer")
     payloads: list[bytes] = []
@@ -259,7 +259,7 @@ async def test_csharp_and_java_sdks_can_decode_every_frame(start_hub: StartHub,
                                                            "system.heartbeat"]})
     await read(2)
     with trio.fail_after(30):
-        await nursery.start(run_feed, hub.hub, demo_feed_dir(), 0.0, False)
+        await nursery.start(run_feed, hub.hub, recorded_feed(tmp_path / "feed"), 0.0, False)
         async with hub.connect("system") as pub:
             ack = await request(pub, {"action": "publish", "channel": "tmi.issued", "data": {
                 "program_id": "GS-KJFK-1", "program_type": "GS", "airport": "KJFK",

@@ -202,8 +202,8 @@ def test_sources_and_files_are_checked_before_listening(tmp_path: Path) -> None:
     db = ["--db", f"sqlite:///{tmp_path}/k.db", "--port", "0"]
     (tmp_path / "notes.txt").write_text("not a certificate\n")
     cases = [
-        (["--feed", "vatsm"], "--feed 'vatsm': not 'vatsim', an http(s) URL, or an existing "
-         "snapshot file or directory (did you mean vatsim?)"),
+        (["--feed", "vatsm"], "--feed 'vatsm': not 'vatsim', 'sim', an http(s) URL, or an "
+         "existing snapshot file or directory (did you mean vatsim?)"),
         (["--tls-cert", "nope.pem", "--tls-key", "nope.key"], "--tls-cert nope.pem: no such file"),
         (["--tls-cert", str(tmp_path / "notes.txt"), "--tls-key", "nope.key"],
          f"--tls-cert {tmp_path / 'notes.txt'}: no PEM certificate in it"),

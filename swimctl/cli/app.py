@@ -11,13 +11,13 @@ import typer
 from typer import _click as click
 
 from swimctl import __version__
-from swimctl.cli import keys, record, replay, serve, tail, tmi, top
+from swimctl.cli import keys, record, replay, serve, sim, tail, tmi, top
 from swimctl.cli.common import Command, Group
 
 app = typer.Typer(
     name="swimctl",
     help="Real-time flight-event hub (SWIM) for VATSIM: serve, tail, top, keys, record, replay, "
-    "tmi.",
+    "tmi, sim.",
     no_args_is_help=True,
     cls=Group,
     add_completion=True,
@@ -49,6 +49,7 @@ app.add_typer(keys.app, name="keys", cls=Group)
 app.command("replay", cls=Command)(replay.replay)
 app.command("record", cls=Command)(record.record)
 app.add_typer(tmi.app, name="tmi", cls=Group)
+app.command("sim", cls=Command)(sim.sim)
 
 
 def main() -> None:

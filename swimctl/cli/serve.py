@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import difflib
 import os
 import shutil
@@ -16,9 +17,19 @@ from typer._click.core import ParameterSource
 
 from swimctl.cli.common import DbOption, fail, leaf_exceptions, resolve_db
 from swimctl.core.channels import DEFAULT_CHANNELS, RELAYED_FAMILIES
+from swimctl.core.model import parse_ts
+from swimctl.core.sim import SimConfig
 from swimctl.hub.config import DEFAULT_PORT, HubConfig
-from swimctl.hub.demo import DEMO_FEED_INTERVAL, banner, issue_sample_ground_stop, prepare_demo
+from swimctl.hub.demo import (
+    DEMO_FEED_INTERVAL,
+    DEMO_SIM_PILOTS,
+    DEMO_SIM_SPEED,
+    banner,
+    issue_sample_ground_stop,
+    prepare_demo,
+)
 from swimctl.hub.service import ServeOptions, ServiceHandle, run_service
+from swimctl.hub.sources.feed import SIM_SPEC
 from swimctl.keys import KeyStore, KeyStoreError
 from swimctl.keys.records import DEFAULT_TIER_CAPS
 from swimctl.logs import setup_logging
@@ -39,6 +50,27 @@ def parse_tier_caps(values: list[str]) -> dict[str, int]:
             raise ValueError(f"--tier-limit takes TIER=N with TIER one of {', '.join(caps)}")
         caps[tier] = int(number)
     return caps
+
+
+SIM_PILOTS = 2000  # --feed sim without --sim-pilots
+
+
+def sim_config(pilots: int | None, seed: int | None, speed: float | None, start: str | None,
+               demo: bool) -> SimConfig:
+    """The simulator's settings from the --sim-* options (the demo's when not given)."""
+    when = dt.datetime.now(dt.UTC).replace(microsecond=0)
+    if start is not None:
+        try:
+            when = parse_ts(start)
+        except ValueError:
+            raise ValueError(f"--sim-start {start!r} is not an ISO 8601 time "
+                             "(e.g. 2026-01-01T18:00:00Z)") from None
+    return SimConfig(
+        pilots=pilots if pilots is not None else DEMO_SIM_PILOTS if demo else SIM_PILOTS,
+        seed=seed if seed is not None else 1,
+        start=when,
+        speed=speed if speed is not None else DEMO_SIM_SPEED if demo else 1.0,
+    )
 
 
 def check_broker(url: str) -> str | None:
@@ -63,13 +95,14 @@ def parse_families(values: list[str]) -> tuple[str, ...]:
 def check_feed(spec: str) -> str | None:
     """Why `--feed` cannot work, or None: 'vatsim', an http(s) URL, or an existing snapshot
     file or directory (checked before the hub listens, so a typo is the first thing said)."""
-    if spec == "vatsim" or spec.startswith(("http://", "https://")):
+    if spec in ("vatsim", SIM_SPEC) or spec.startswith(("http://", "https://")):
         return None
     if os.path.exists(spec):
         return None
-    hint = " (did you mean vatsim?)" if difflib.get_close_matches(spec, ["vatsim"]) else ""
-    return (f"--feed {spec!r}: not 'vatsim', an http(s) URL, or an existing snapshot file or "
-            f"directory{hint}")
+    close = difflib.get_close_matches(spec, ["vatsim", SIM_SPEC])
+    hint = f" (did you mean {close[0]}?)" if close else ""
+    return (f"--feed {spec!r}: not 'vatsim', 'sim', an http(s) URL, or an existing snapshot "
+            f"file or directory{hint}")
 
 
 def check_tls(cert: str, key: str) -> str | None:
@@ -187,12 +220,26 @@ def serve(
     events_file: str = typer.Option(None, envvar="SWIM_EVENTS_FILE", metavar="FILE",
                                     help="Follow this JSON Lines event file."),
     feed: str = typer.Option(None, envvar="SWIM_FEED", metavar="SOURCE",
-                             help="VATSIM feed: 'vatsim', a URL, a snapshot file or directory."),
+                             help="VATSIM feed: 'vatsim', a URL, a snapshot file or directory, "
+                             "or 'sim' (the traffic simulator)."),
     feed_interval: float = typer.Option(15.0, envvar="SWIM_FEED_INTERVAL", min=0,
                                         metavar="SECONDS",
                                         help="Seconds between feed cycles (0 = flat out)."),
     feed_loop: bool = typer.Option(False, "--feed-loop", envvar="SWIM_FEED_LOOP",
                                    help="Start a file/directory feed over at its end."),
+    sim_pilots: int = typer.Option(
+        None, envvar="SWIM_SIM_PILOTS", min=0, max=200_000, show_default=False, metavar="N",
+        help=f"--feed sim: pilots online (default {SIM_PILOTS:,}; --demo {DEMO_SIM_PILOTS:,})."),
+    sim_seed: int = typer.Option(
+        None, envvar="SWIM_SIM_SEED", min=0, show_default=False, metavar="N",
+        help="--feed sim: random seed (default 1); the same seed and start give the same "
+        "traffic."),
+    sim_speed: float = typer.Option(
+        None, envvar="SWIM_SIM_SPEED", min=0.01, max=1000, show_default=False, metavar="FACTOR",
+        help=f"--feed sim: time speed-up (default 1; --demo {DEMO_SIM_SPEED:g})."),
+    sim_start: str = typer.Option(
+        None, envvar="SWIM_SIM_START", show_default=False, metavar="TIME",
+        help="--feed sim: simulated start time, ISO 8601 (default: now)."),
     record: str = typer.Option(None, "--record", envvar="SWIM_RECORD", metavar="DIR",
                                help="Write the whole stream to hourly files in this directory."),
     auth_fail_burst: int = typer.Option(
@@ -227,7 +274,7 @@ def serve(
                                      help="Serve Prometheus /metrics and /healthz on this port."),
     demo: bool = typer.Option(False, "--demo", envvar="SWIM_DEMO",
                               help="No setup, no network: a temporary key store, a demo key, "
-                              "recorded VATSIM traffic in a loop and a sample ground stop."),
+                              "simulated VATSIM traffic and a sample ground stop."),
     log_level: str = typer.Option("info", envvar="SWIM_LOG_LEVEL", metavar="LEVEL",
                                   help="debug, info, warning or error."),
     log_format: str = typer.Option("text", envvar="SWIM_LOG_FORMAT", metavar="FORMAT",
@@ -251,6 +298,17 @@ def serve(
                or check_paths(events_file, record))
     if problem:
         fail(problem)
+    uses_sim = feed == SIM_SPEC or (demo and not feed)
+    sim_options = (sim_pilots, sim_seed, sim_speed, sim_start)
+    if not uses_sim and any(v is not None for v in sim_options):
+        fail("--sim-pilots, --sim-seed, --sim-speed and --sim-start go with --feed sim "
+             "(or --demo)")
+    sim = None
+    if uses_sim:
+        try:
+            sim = sim_config(*sim_options, demo=demo)
+        except ValueError as exc:
+            fail(str(exc))
     if demo:
         for name, flag in DEMO_OWNS.items():
             if _given(ctx, name):
@@ -272,7 +330,7 @@ def serve(
         db = setup.db_url
         if not _given(ctx, "state_dir"):  # the demo's stream is as throw-away as its keys
             state_dir = str(Path(setup.workdir.name) / "state")
-        feed = feed or setup.feed_dir
+        feed = feed or SIM_SPEC
         feed_loop = True
         if not _given(ctx, "feed_interval"):
             feed_interval = DEMO_FEED_INTERVAL
@@ -282,8 +340,9 @@ def serve(
 
         async def on_ready(handle: ServiceHandle) -> None:
             await issue_sample_ground_stop(handle.hub)
+            shown = sim if sim is not None else sim_config(None, None, None, None, demo=True)
             typer.echo(banner(handle.url, setup.api_key, system_key=setup.system_key,
-                              program=program))
+                              program=program, pilots=shown.pilots, speed=shown.speed))
 
     if state_dir is None:
         state_dir = default_state_dir()
@@ -301,7 +360,8 @@ def serve(
     options = ServeOptions(
         config=config, events_file=events_file, feed=feed, feed_interval=feed_interval,
         feed_loop=feed_loop, record_dir=record, handle_signals=True,
-        metrics_port=metrics_port, on_ready=on_ready, feed_as_live=demo,
+        metrics_port=metrics_port, on_ready=on_ready,
+        feed_as_live=demo and feed != SIM_SPEC, sim=sim,
     )
     try:
         trio.run(run_service, options)

@@ -5,9 +5,13 @@ callsign change is a new flight. `Detector.process` takes one parsed snapshot an
 events of that cycle (created, updated, departed, arrived, deleted, and one positions batch of
 the flights whose position changed) plus every current position, for snapshot-on-subscribe.
 
-Detection works on two consecutive samples of each flight, 15 s apart on the live feed, so the
-ground/air decision is deliberately coarse and has a dead band (see the constants below); a
-flight in the dead band keeps its last known state. docs/detection.md explains the choices.
+Each sample of a flight is classified on the ground or in the air (with a dead band in which
+it keeps its state); a change is a departure or an arrival. A flight on the ground departs only
+on evidence of flight (it has climbed from where it stood), so a take-off roll, a rejected one
+or a fast taxi is not a departure. Every event carries when it happened, not when it was seen:
+the logon time, the lift-off or touchdown placed between the samples around it from the recent
+profile, the first snapshot that no longer held the flight. Measured against the traffic
+simulator's truth (swimctl.core.sim); docs/detection.md explains the choices and the figures.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ __all__ = [
     "AIRBORNE_MIN_GS_KTS",
     "AIRPORT_RADIUS_NM",
     "GROUND_MAX_GS_KTS",
+    "LIFTED_FT",
     "ON_GROUND_MAX_AGL_FT",
     "Cycle",
     "Detector",
@@ -38,14 +43,12 @@ __all__ = [
     "snapshot_time",
 ]
 
-# At or above this groundspeed a flight counts as airborne. Rotation speeds start near 60 kt for
-# light jets and turboprops; a flight sampled at 50+ kt is on its take-off roll and is airborne
-# by the next sample (15 s later), while no one taxis that fast. This is what makes a departure
-# show up one cycle after the roll starts (AIE701 at CYYT, EUR1EM at LTFM: 13 -> 70+ kt).
+# At or above this groundspeed a flight first seen, or last seen in the air, counts as airborne;
+# one on the ground is rolling (on its take-off roll, or taxiing fast) until it has climbed.
 AIRBORNE_MIN_GS_KTS = 50
 # At or below this groundspeed (and near a field, low) a flight counts as on the ground. Fast
 # taxi is 20-30 kt; 40 kt leaves room for a high-speed exit after landing. Between this and
-# AIRBORNE_MIN_GS_KTS is a dead band so a roll-out or a fast taxi never flaps the state.
+# AIRBORNE_MIN_GS_KTS is a dead band: a touch-and-go rolls through it and stays in the air.
 GROUND_MAX_GS_KTS = 40
 # Height above field elevation still counted as on the ground. Pilot clients report true
 # altitude with sim and QNH errors of some tens of feet; 300 ft also covers fields whose
@@ -55,9 +58,53 @@ ON_GROUND_MAX_AGL_FT = 300
 # Distance from an airport's reference point that still counts as "at" the airport. The
 # largest aerodromes (KDEN, KDFW, OERK) have stands and runway ends 3-4 NM from the point.
 AIRPORT_RADIUS_NM = 5.0
+# A flight that was on the ground has left it once it is this much higher than where it last
+# stood. Measured against the flight's own last ground altitude, not the field's published
+# elevation, so neither wrong elevation data nor QNH errors matter; runway slopes stay far
+# below it. Until then a fast flight is on its take-off roll (or a rejected one, or a fast
+# taxi) and has not departed.
+LIFTED_FT = 100
+# Faster than this nothing is still on its take-off roll (jets lift off at 130-180 kt).
+ROLL_MAX_GS_KTS = 200
+# Above its ground level by this much a flight has left the ground, though it may not be
+# clearly flying yet (a helicopter hovering, a jet just rotated): the lift-off lies between
+# the last sample below it and the first one above. A stationary flight cannot have climbed
+# a slope; a taxiing one may have a little; a fast roll gets room for runway slope and the
+# altitude noise of a moving aircraft.
+OFF_GROUND_STILL_FT = 5
+OFF_GROUND_SLOW_FT = 20
+OFF_GROUND_FAST_FT = 60
+# Slower than this and level for three samples running, near a field and within
+# FAST_TAXI_MAX_AGL_FT of its published height, a flight last seen in the air has landed and
+# taxis fast (pilots do taxi at 50-58 kt). Nothing flies level that slowly that low for 30 s.
+FAST_TAXI_MAX_GS_KTS = 60
+FAST_TAXI_MAX_AGL_FT = 100
+# Within this of the ground level it was on a flight is still on the runway (or just above
+# it): rolling samples this close keep the lift-off window open.
+NEAR_GROUND_FT = 40
+# A sample this much above where a flight came to a stop after landing was surely still in the
+# air (runway slope and altitude noise stay well below it): touchdown is placed from there.
+CLEAR_FT = 100
+# A flight that was slow in its previous sample (a helicopter over its pad, a light aircraft at
+# the end of its roll-out) has landed only once its altitude holds: when standing still, to
+# the foot; when moving, within this many feet plus what a 1 % slope gives over the distance.
+SETTLED_FT = 5
+# Recent samples kept per flight below cruise speed, to place lift-off and touchdown between
+# snapshots: twelve (three minutes) cover a landing roll-out and a fast taxi after it (an
+# arrival is decided once the flight is slow), the approach samples before them, and a
+# helicopter's hover and settling.
+HISTORY = 12
+HISTORY_MAX_GS_KTS = 250
+# Climb and descent rates assumed where the samples do not measure them: the initial climb
+# grows with speed (about 14 ft/min per knot: a jet at 170 kt climbs ~2,400 ft/min, a light
+# single at 65 kt ~900); a final approach descends at ~700-800 ft/min.
+CLIMB_FPM_PER_KT = 14.0
+APPROACH_FPM = 750.0
 
 _GROUND = 1
 _AIRBORNE = 2
+_ROLLING = 3  # fast on the ground from a ground state: not departed (yet)
+_LIFTING = 4  # just off the ground (hover, rotation), not yet clearly flying
 
 Event = tuple[str, dict[str, Any], str]
 # Sanity bounds of a pilot record. Beyond them a record is garbage (and could not be sent to a
@@ -136,14 +183,22 @@ class _Flight:
         "artcc",
         "callsign",
         "cid",
+        "descent",
+        "ground_alt",
+        "ground_t",
         "gs",
         "hdg",
+        "history",
         "lat",
+        "lift",
         "lon",
         "missing",
+        "missing_since",
         "plan",
         "pos",
+        "raw_plan",
         "seen",
+        "settling",
         "state",
         "state_airport",
         "uid",
@@ -155,14 +210,27 @@ class _Flight:
         self.cid = cid
         self.callsign = callsign
         self.plan: tuple[str | None, str | None, str | None, str | None] = (None,) * 4
+        self.raw_plan: tuple[Any, ...] | None = None  # the fields `plan` was read from
         self.lat = self.lon = math.nan
         self.alt = self.gs = self.hdg = self.vr = 0
         self.artcc: str | None = None
         self.state = 0  # _GROUND, _AIRBORNE, or 0 when never decided
         self.state_airport: str | None = None
         self.missing = 0
+        self.missing_since = ""  # stamp of the first snapshot that no longer held it
         self.seen = 0.0
         self.pos: dict[str, Any] = {}
+        # where and when it was last known to stand on the ground (for its lift-off)
+        self.ground_alt: int | None = None
+        self.ground_t = 0.0
+        # (time, height above ground, groundspeed) of the first sample off the ground since
+        # then, if any
+        self.lift: tuple[float, int, int] | None = None
+        self.settling = False  # an arrival waiting for the altitude to hold
+        # the last two samples of its last descent: (t0, alt0, t1, alt1)
+        self.descent: tuple[float, int, float, int] | None = None
+        # (time, altitude, groundspeed) of the last few samples below cruise speed
+        self.history: list[tuple[float, int, int]] = []
 
 
 _PLAN_FIELDS = ("dep", "arr", "equipment", "route")
@@ -197,6 +265,13 @@ def _plan(fp: Any) -> tuple[str | None, str | None, str | None, str | None]:
     )
 
 
+def _stamp(moment: float, now: float, now_stamp: str) -> str:
+    """An event time as it goes on the wire; the snapshot's own stamp when it is that."""
+    if moment >= now:
+        return now_stamp
+    return format_ts(dt.datetime.fromtimestamp(moment, dt.UTC))
+
+
 def _num(value: Any) -> float:
     """A finite number from a JSON value; raises on anything else (the pilot is skipped)."""
     if value.__class__ is int or value.__class__ is float:
@@ -221,6 +296,7 @@ class Detector:
         self.deleted_after = deleted_after
         self._flights: dict[tuple[int, str, str], _Flight] = {}
         self._last_time: dt.datetime | None = None
+        self._first_time: float | None = None  # of the first snapshot since a reset
 
     def __len__(self) -> int:
         return len(self._flights)
@@ -232,7 +308,7 @@ class Detector:
 
     def current_positions(self) -> list[dict[str, Any]]:
         """The last known position of every tracked flight."""
-        return [f.pos for f in self._flights.values() if f.pos]
+        return [f.pos for f in self._flights.values()]
 
     def reset(self, when: dt.datetime | None = None) -> list[Event]:
         """Forget every flight; returns a `flight.deleted` for each (timestamped `when`)."""
@@ -240,6 +316,7 @@ class Detector:
         events = [("flight.deleted", self._deleted(f), stamp) for f in self._flights.values()]
         self._flights.clear()
         self._last_time = None
+        self._first_time = None
         return events
 
     # -- one cycle -------------------------------------------------------------------------
@@ -259,12 +336,15 @@ class Detector:
             return Cycle(when, stamp, [], self.current_positions(), len(pilots), 0, stale=True)
 
         now = when.timestamp()
+        if self._first_time is None:
+            self._first_time = now
+        first = self._first_time
+        shift = time_shift.total_seconds() if time_shift else 0.0
         flights = self._flights
         geo = self.geo
         artcc_at = geo.artcc_at
         events: list[Event] = []
         changed: list[dict[str, Any]] = []
-        seen: set[tuple[int, str, str]] = set()
         skipped = 0
 
         for rec in pilots:
@@ -277,12 +357,20 @@ class Detector:
                 logon = rec["logon_time"]
                 if not isinstance(callsign, str) or not callsign or not isinstance(logon, str):
                     raise TypeError("callsign/logon_time")
-                lat = float(_num(rec["latitude"]))
-                lon = float(_num(rec["longitude"]))
+                # Fast paths for what orjson gives (floats, ints); anything else through _num.
+                # A non-finite float fails the range checks (NaN compares false) or round().
+                lat = rec["latitude"]
+                if lat.__class__ is not float:
+                    lat = float(_num(lat))
+                lon = rec["longitude"]
+                if lon.__class__ is not float:
+                    lon = float(_num(lon))
                 if not (-90.0 <= lat <= 90.0 and -180.0 <= lon <= 180.0):
                     raise ValueError("position out of range")
-                alt = round(_num(rec["altitude"]))
-                gs = round(_num(rec["groundspeed"]))
+                alt = rec["altitude"]
+                alt = alt if alt.__class__ is int else round(_num(alt))
+                gs = rec["groundspeed"]
+                gs = gs if gs.__class__ is int else round(_num(gs))
                 if not (
                     0 <= cid <= _UID_MASK
                     and _MIN_ALT_FT <= alt <= _MAX_ALT_FT
@@ -290,23 +378,36 @@ class Detector:
                 ):
                     raise ValueError("value out of range")
                 hdg = rec.get("heading", 0)
-                hdg = round(_num(hdg)) % 360 if hdg is not None else 0
-                plan = _plan(rec.get("flight_plan"))
+                if hdg.__class__ is int:
+                    hdg %= 360
+                else:
+                    hdg = round(_num(hdg)) % 360 if hdg is not None else 0
+                fp = rec.get("flight_plan")
+                # the plan's raw fields: re-read only when they change (rarely)
+                raw_plan = (
+                    (fp.get("departure"), fp.get("arrival"), fp.get("aircraft_short"),
+                     fp.get("aircraft_faa"), fp.get("aircraft"), fp.get("route"))
+                    if fp.__class__ is dict else None
+                )
             except (KeyError, TypeError, ValueError, OverflowError):
                 skipped += 1
                 continue
 
             key = (cid, callsign, logon)
-            if key in seen:
+            flight = flights.get(key)
+            if flight is not None and flight.seen == now:
                 skipped += 1  # the same connection twice in one snapshot: keep the first
                 continue
-            seen.add(key)
-            flight = flights.get(key)
             is_new = flight is None
             if flight is None:
                 flight = _Flight(flight_uid(cid, callsign, logon), cid, callsign)
                 flights[key] = flight
             flight.missing = 0
+            if is_new or raw_plan != flight.raw_plan:
+                plan = _plan(fp)
+                flight.raw_plan = raw_plan
+            else:
+                plan = flight.plan
 
             moved = is_new or (
                 lat != flight.lat
@@ -344,7 +445,8 @@ class Detector:
                     changed.append(flight.pos)
 
             if is_new:
-                events.append(("flight.created", self._flight_data(flight), stamp))
+                events.append(("flight.created", self._flight_data(flight),
+                               self._connected_at(logon, first, now, shift, stamp)))
             elif plan_changed:
                 data = self._flight_data(flight)
                 data["changes"] = [
@@ -352,52 +454,249 @@ class Detector:
                 ]
                 events.append(("flight.updated", data, stamp))
 
-            if moved:
-                state, airport = self._classify(flight)
-                if state:
-                    previous, prev_airport = flight.state, flight.state_airport
-                    flight.state = state
-                    if state == _GROUND:
-                        flight.state_airport = airport
-                    if previous == _GROUND and state == _AIRBORNE:
-                        data = self._movement(flight, "off_utc", stamp, prev_airport)
-                        events.append(("flight.departed", data, stamp))
-                    elif previous == _AIRBORNE and state == _GROUND:
-                        data = self._movement(flight, "in_utc", stamp, airport)
-                        events.append(("flight.arrived", data, stamp))
+            if moved or flight.settling:
+                if gs >= HISTORY_MAX_GS_KTS and flight.state == _AIRBORNE:
+                    flight.settling = False  # cruising: nothing to classify or remember
+                    if flight.history:
+                        flight.history = []
+                else:
+                    self._track(flight, now, stamp, events)
+            elif flight.state == _GROUND:
+                flight.ground_t = now
 
-        gone = [key for key in flights if key not in seen]
+        # one pass over every flight: the ones this snapshot lacked, and everyone's position
+        positions: list[dict[str, Any]] = []
+        gone: list[tuple[int, str, str]] = []
+        for key, flight in flights.items():
+            if flight.seen != now:
+                if not flight.missing:
+                    flight.missing_since = stamp
+                flight.missing += 1
+                if flight.missing >= self.deleted_after:
+                    gone.append(key)
+                    # stamped when it left: the first snapshot without it, not this one
+                    events.append(("flight.deleted", self._deleted(flight),
+                                   flight.missing_since))
+                    continue
+            positions.append(flight.pos)
         for key in gone:
-            flight = flights[key]
-            flight.missing += 1
-            if flight.missing >= self.deleted_after:
-                del flights[key]
-                events.append(("flight.deleted", self._deleted(flight), stamp))
+            del flights[key]
 
         if changed:
             events.append(
                 ("flight.positions", {"count": len(changed), "positions": changed}, stamp)
             )
         self._last_time = when
-        return Cycle(when, stamp, events, self.current_positions(), len(pilots), skipped)
+        return Cycle(when, stamp, events, positions, len(pilots), skipped)
 
     # -- helpers ---------------------------------------------------------------------------
 
+    def _track(self, flight: _Flight, now: float, stamp: str, events: list[Event]) -> None:
+        """Classify a flight's new sample; a change of state is a departure or an arrival,
+        stamped with when the lift-off or touchdown happened."""
+        alt = flight.alt
+        if flight.gs < HISTORY_MAX_GS_KTS:
+            history = flight.history
+            if flight.state == _AIRBORNE and history and history[-1][1] - alt >= NEAR_GROUND_FT:
+                # still coming down: remembered beyond the history, in case a long fast taxi
+                # after landing pushes the approach out of it
+                flight.descent = (history[-1][0], history[-1][1], now, alt)
+            history.append((now, alt, flight.gs))
+            if len(history) > HISTORY:
+                del history[0]
+        elif flight.history:
+            flight.history = []
+        flight.settling = False
+        state, airport = self._classify(flight)
+        if state in (_ROLLING, _LIFTING):
+            self._off_ground(flight, now, state)
+            return
+        if not state:
+            return
+        previous, prev_airport = flight.state, flight.state_airport
+        if previous == _AIRBORNE and state == _GROUND and self._settling(flight):
+            flight.settling = True  # look again at the next sample, moved or not
+            return
+        flight.state = state
+        if state == _GROUND:
+            flight.state_airport = airport
+            flight.ground_alt = alt
+            flight.ground_t = now
+            flight.lift = None
+        if previous == _GROUND and state == _AIRBORNE:
+            off = _stamp(self._lift_off(flight, now), now, stamp)
+            events.append(("flight.departed",
+                           self._movement(flight, "off_utc", off, prev_airport), off))
+        elif previous == _AIRBORNE and state == _GROUND:
+            on = _stamp(self._touchdown(flight, now), now, stamp)
+            events.append(("flight.arrived", self._movement(flight, "in_utc", on, airport), on))
+            flight.descent = None
+
     def _classify(self, flight: _Flight) -> tuple[int, str | None]:
-        """(_GROUND, airport) / (_AIRBORNE, None) / (0, None) for the dead band."""
+        """(_GROUND, airport), (_AIRBORNE, None), (_ROLLING | _LIFTING, None), or (0, None)
+        for the dead band.
+
+        A flight on the ground leaves it only with evidence of flight: higher than where it
+        last stood by LIFTED_FT, or faster than any take-off roll. Until then it is rolling
+        (fast, on the runway) or lifting (off the ground, not yet clearly flying).
+        """
         gs = flight.gs
-        if gs >= AIRBORNE_MIN_GS_KTS:
-            return _AIRBORNE, None
-        if gs > GROUND_MAX_GS_KTS:
+        on_ground = flight.state == _GROUND and flight.ground_alt is not None
+        if on_ground:
+            climbed = flight.alt - flight.ground_alt  # type: ignore[operator]
+            if climbed >= LIFTED_FT or gs >= ROLL_MAX_GS_KTS:
+                return _AIRBORNE, None
+            if gs >= AIRBORNE_MIN_GS_KTS:
+                return (_LIFTING if climbed >= OFF_GROUND_FAST_FT else _ROLLING), None
+            if climbed >= (OFF_GROUND_STILL_FT if gs <= 5 else OFF_GROUND_SLOW_FT):
+                return _LIFTING, None
+        fast_taxi = False
+        if not on_ground and gs > GROUND_MAX_GS_KTS:
+            fast_taxi = gs < FAST_TAXI_MAX_GS_KTS and self._taxiing_fast(flight)
+            if not fast_taxi:
+                return (_AIRBORNE if gs >= AIRBORNE_MIN_GS_KTS else 0), None
+        elif gs > GROUND_MAX_GS_KTS:
             return 0, None
         airport = self._airport_near(flight)
         if airport is None:
             return 0, None
-        if airport.elevation_ft is not None and (
-            flight.alt - airport.elevation_ft > ON_GROUND_MAX_AGL_FT
+        if not on_ground and airport.elevation_ft is not None and (
+            flight.alt - airport.elevation_ft
+            > (FAST_TAXI_MAX_AGL_FT if fast_taxi else ON_GROUND_MAX_AGL_FT)
         ):
-            return _AIRBORNE, None  # slow but well above the field: hovering or very slow
+            # slow but well above the field (hovering, very slow), or level and fast-taxi
+            # slow but not down at the field's height (a low pass)
+            return (_AIRBORNE if gs >= AIRBORNE_MIN_GS_KTS or not fast_taxi else 0), None
         return _GROUND, airport.icao
+
+    @staticmethod
+    def _taxiing_fast(flight: _Flight) -> bool:
+        """Slower than FAST_TAXI_MAX_GS_KTS three samples running at a level altitude: no
+        aircraft flies level at a fast taxi's pace for half a minute (a touch-and-go rolls
+        for seconds; the sample before it, on short final, may look level with the roll, the
+        one after is climbing), so this one has landed and taxis fast; it is judged like a
+        slow one, near a field and down at its height."""
+        history = flight.history
+        if len(history) < 3:
+            return False
+        for (t0, a0, gs0), (t1, a1, gs1) in ((history[-3], history[-2]),
+                                             (history[-2], history[-1])):
+            if gs0 >= FAST_TAXI_MAX_GS_KTS or gs1 >= FAST_TAXI_MAX_GS_KTS:
+                return False
+            if abs(a1 - a0) > SETTLED_FT + (gs0 + gs1) / 2 * (t1 - t0) / 60.0:
+                return False
+        return True
+
+    @staticmethod
+    def _off_ground(flight: _Flight, now: float, state: int) -> None:
+        """A flight still counted on the ground: rolling on the runway moves its last time on
+        the ground on; the first sample off it is the latest a lift-off can have been."""
+        if state == _ROLLING:
+            flight.ground_t = now
+            flight.lift = None
+        elif flight.lift is None:
+            flight.lift = (now, flight.alt - (flight.ground_alt or flight.alt), flight.gs)
+
+    @staticmethod
+    def _settling(flight: _Flight) -> bool:
+        """Slow in its previous sample and still changing altitude (a helicopter hovering or
+        coming down onto its pad): not landed yet. Standing still, a flight on the ground
+        reports the same altitude every time; moving, it may have rolled down a slope."""
+        history = flight.history
+        if len(history) < 2:
+            return False
+        t0, a0, gs0 = history[-2]
+        if gs0 >= AIRBORNE_MIN_GS_KTS:
+            return False
+        if gs0 <= 5 and flight.gs <= 5:
+            return flight.alt != a0
+        slope_ft = (gs0 + flight.gs) / 2 * (history[-1][0] - t0) / 60.0
+        return abs(flight.alt - a0) > SETTLED_FT + slope_ft
+
+    @staticmethod
+    def _connected_at(logon: str, first: float, now: float, shift: float, stamp: str) -> str:
+        """When a new flight connected: its `logon_time` when that falls while this detector
+        has been watching (so the time is exact even if the flight was missing from a
+        snapshot or two), else this snapshot's time (connected before we started, or a logon
+        time that cannot be right)."""
+        try:
+            born = parse_ts(logon).timestamp() + shift
+        except ValueError:
+            return stamp
+        if first < born <= now:
+            return format_ts(dt.datetime.fromtimestamp(born, dt.UTC))
+        return stamp
+
+    @staticmethod
+    def _lift_off(flight: _Flight, now: float) -> float:
+        """When the flight left the ground, inside the window between its last sample on the
+        ground and its first one off it: back from its height at its climb rate (measured
+        since the last sample if that one was already flying, else one that fits its speed);
+        from a hover, halfway, since a hover says nothing of how long it lasted."""
+        ground = flight.ground_alt if flight.ground_alt is not None else flight.alt
+        t_hi, height, gs = now, flight.alt - ground, flight.gs
+        if flight.lift is not None:
+            t_hi, height, gs = flight.lift
+            if gs <= 5:
+                return (flight.ground_t + t_hi) / 2
+        rate = 0.0
+        history = flight.history
+        if flight.lift is None and len(history) >= 2:
+            t0, a0, _ = history[-2]
+            if t0 > flight.ground_t and now > t0 and a0 - ground >= NEAR_GROUND_FT:
+                rate = (flight.alt - a0) * 60.0 / (now - t0)
+        if rate <= 0:
+            rate = min(3500.0, max(500.0, gs * CLIMB_FPM_PER_KT))
+        estimate = t_hi - max(0, height) * 60.0 / rate
+        return min(t_hi, max(flight.ground_t, estimate))
+
+    @staticmethod
+    def _touchdown(flight: _Flight, now: float) -> float:
+        """When the flight touched down.
+
+        A helicopter: walking back over the stationary samples it has just stood in, the
+        first one above the sample after it (by OFF_GROUND_STILL_FT) was a hover; touchdown
+        lies between the two, halfway, since a hover says nothing of how long it lasted.
+        Otherwise from the approach: the last sample CLEAR_FT above where the flight now
+        stands (beyond runway slope and altitude noise), followed down at the descent rate
+        measured over the samples before it (or a normal approach rate), and no later than
+        the first sample after it back near the ground (rolling out).
+        """
+        history = flight.history
+        upper = now
+        for i in range(len(history) - 2, -1, -1):
+            t_i, a_i, gs_i = history[i]
+            if gs_i > 5:
+                break
+            if a_i - history[i + 1][1] >= OFF_GROUND_STILL_FT:
+                return (t_i + upper) / 2
+            upper = t_i
+        ground = flight.alt
+        for i in range(len(history) - 2, -1, -1):
+            t_i, a_i, _ = history[i]
+            if a_i - ground < NEAR_GROUND_FT:
+                upper = t_i  # rolling out already
+            if a_i - ground < CLEAR_FT:
+                continue
+            rate = APPROACH_FPM
+            for j in range(i - 1, -1, -1):  # over up to 30 s of approach before it
+                t_j, a_j, _ = history[j]
+                if t_i - t_j > 31.0:
+                    break
+                if t_i > t_j and a_j > a_i:
+                    measured = (a_j - a_i) * 60.0 / (t_i - t_j)
+                    rate = measured if 150.0 <= measured <= 3000.0 else APPROACH_FPM
+            estimate = t_i + (a_i - ground) * 60.0 / rate
+            return min(upper, max(t_i, estimate))
+        if flight.descent is not None:  # the approach has left the history: its last descent
+            t0, a0, t1, a1 = flight.descent
+            rate = (a0 - a1) * 60.0 / (t1 - t0) if t1 > t0 else APPROACH_FPM
+            if not 150.0 <= rate <= 3000.0:
+                rate = APPROACH_FPM
+            if a1 - ground >= CLEAR_FT:
+                return min(upper, t1 + (a1 - ground) * 60.0 / rate)
+            return min(t1, max(t0, t0 + (a0 - ground) * 60.0 / rate))
+        return upper
 
     def _airport_near(self, flight: _Flight) -> Airport | None:
         """The planned departure/arrival field if the flight is at it, else the nearest field."""

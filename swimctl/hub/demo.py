@@ -1,16 +1,16 @@
 """`swimctl serve --demo`: a hub that needs no network and no setup.
 
-A throw-away SQLite key store with one developer key, the recorded VATSIM snapshots shipped in
-the package played in a loop as the feed (stamped with the time they are played, so feed age
-and event times read as live), and a sample ground stop at KJFK, so
-`swimctl tail --airport KJFK` shows live traffic within seconds.
+A throw-away SQLite key store with one developer key, the traffic simulator as the feed
+(DEMO_SIM_PILOTS pilots at DEMO_SIM_SPEED times real speed, starting now, so feed age and
+event times read as live), and a sample ground stop at KJFK. At these settings
+`swimctl tail --airport KJFK` shows a KJFK departure or arrival about every 20 s (a test
+holds it under 30 s on average); traffic flows on without a loop, so nothing repeats.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import tempfile
-from importlib import resources
 from pathlib import Path
 
 import attrs
@@ -20,7 +20,11 @@ from swimctl.core.tmi import prepare_publish
 from swimctl.hub.engine import Hub
 from swimctl.keys.store import KeyStore
 
-DEMO_FEED_INTERVAL = 5.0  # seconds between recorded snapshots: events arrive within seconds
+DEMO_FEED_INTERVAL = 5.0  # seconds between snapshots: events arrive within seconds
+# 4,000 pilots at 3x: 15 s of flight between snapshots, like the live feed, and enough
+# traffic that KJFK alone sees a movement every ~20 s.
+DEMO_SIM_PILOTS = 4000
+DEMO_SIM_SPEED = 3.0
 
 
 @attrs.define
@@ -28,12 +32,7 @@ class DemoSetup:
     workdir: tempfile.TemporaryDirectory[str]
     db_url: str
     api_key: str
-    feed_dir: str
     system_key: str = ""  # for the tools that publish: tmi issue, replay --to
-
-
-def demo_feed_dir() -> str:
-    return str(resources.files("swimctl") / "data" / "demo")
 
 
 def prepare_demo() -> DemoSetup:
@@ -42,8 +41,7 @@ def prepare_demo() -> DemoSetup:
     store = KeyStore(db_url)
     api_key, _ = store.create("developer", "demo", description="swimctl serve --demo")
     system_key, _ = store.create("system", "demo", description="swimctl serve --demo: publisher")
-    return DemoSetup(workdir=workdir, db_url=db_url, api_key=api_key, feed_dir=demo_feed_dir(),
-                     system_key=system_key)
+    return DemoSetup(workdir=workdir, db_url=db_url, api_key=api_key, system_key=system_key)
 
 
 async def issue_sample_ground_stop(hub: Hub, now: dt.datetime | None = None) -> str:
@@ -59,12 +57,13 @@ async def issue_sample_ground_stop(hub: Hub, now: dt.datetime | None = None) -> 
     return program_id
 
 
-def banner(url: str, api_key: str, *, system_key: str = "", program: str = "swimctl") -> str:
+def banner(url: str, api_key: str, *, system_key: str = "", program: str = "swimctl",
+           pilots: int = DEMO_SIM_PILOTS, speed: float = DEMO_SIM_SPEED) -> str:
     """What the demo prints once it listens; `program` is how the user ran swimctl (a venv's
     bin/swimctl when it is not on PATH), so the commands shown work as pasted."""
     text = (
-        "\nswimctl demo hub is running: recorded VATSIM traffic (2023-08-07), replayed in a "
-        "loop as if live; Ctrl-C stops it.\n"
+        f"\nswimctl demo hub is running: simulated VATSIM traffic ({pilots:,} pilots, "
+        f"{speed:g}x speed); Ctrl-C stops it.\n"
         f"  demo API key: {api_key}\n"
         "  watch KJFK in another terminal:\n"
         f"    {program} tail --url {url} --key {api_key} --airport KJFK\n"

@@ -43,7 +43,8 @@ class ServeOptions:
     feed: str | None = None
     feed_interval: float = 15.0
     feed_loop: bool = False
-    feed_as_live: bool = False  # recorded snapshots shown as happening now (the demo)
+    feed_as_live: bool = False  # recorded snapshots shown as happening now
+    sim: Any = None  # SimConfig of `--feed sim` (swimctl.core.sim)
     record_dir: str | None = None
     metrics_port: int | None = None
     handle_signals: bool = False
@@ -180,7 +181,8 @@ async def _serve(opts: ServeOptions, hub: Hub, hub_id: str, server: HubServer,
             from swimctl.hub.sources.feed import run_feed
 
             await nursery.start(partial(run_feed, hub, opts.feed, opts.feed_interval,
-                                        opts.feed_loop, as_live=opts.feed_as_live))
+                                        opts.feed_loop, as_live=opts.feed_as_live,
+                                        sim=opts.sim))
         if opts.metrics_port is not None:
             from swimctl.hub.metrics import MetricsServer
 

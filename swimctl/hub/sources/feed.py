@@ -1,12 +1,13 @@
 """VATSIM data-feed source: fetch or read snapshots, detect flight events, publish to the hub.
 
 `run_feed(hub, spec)` is one long-lived task in the hub's nursery. Every cycle it gets one
-snapshot (HTTP, a file, or the next file of a directory), decodes and diffs it in a worker
-thread (a live snapshot is several MB; the event loop must never stall on it), then publishes
-the cycle's lifecycle events, then one `flight.positions` batch of every current flight
-(`publish_positions`: the hub cuts it into parts that fit a frame, each its own event, and
-serves the latest complete batch as the snapshot), and reports the snapshot time
-(`feed_updated`) and what the cycle brought (`feed_cycle`, for `swimctl top` and /metrics).
+snapshot (HTTP, a file, the next file of a directory, or the traffic simulator's next
+document), decodes and diffs it in a worker thread (a live snapshot is several MB; the event
+loop must never stall on it), then publishes the cycle's lifecycle events, then one
+`flight.positions` batch of every current flight (`publish_positions`: the hub cuts it into
+parts that fit a frame, each its own event, and serves the latest complete batch as the
+snapshot), and reports the snapshot time (`feed_updated`) and what the cycle brought
+(`feed_cycle`, for `swimctl top` and /metrics).
 
 A failed cycle (network error, HTTP error status, timeout, invalid or truncated JSON, missing
 keys) is logged and retried with exponential backoff and jitter. It never touches the detector,
@@ -15,17 +16,21 @@ so a failed fetch can never make flights look disconnected (`flight.deleted`).
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import gc
 import gzip
 import logging
 import random
 import re
 import time
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
+import attrs
 import httpx
 import trio
 
@@ -34,13 +39,15 @@ from swimctl.core.channels import POSITIONS
 from swimctl.core.detect import Cycle, Detector, FeedError, parse_snapshot, snapshot_time
 from swimctl.core.geo import load_geo
 from swimctl.core.model import format_ts
+from swimctl.core.sim import SimConfig, Simulator
 from swimctl.hub.stats import FeedCycle
 
-__all__ = ["VATSIM_URL", "FeedHub", "run_feed"]
+__all__ = ["SIM_SPEC", "VATSIM_URL", "FeedHub", "run_feed"]
 
 log = logging.getLogger("swimctl.feed")
 
 VATSIM_URL = "https://data.vatsim.net/v3/vatsim-data.json"
+SIM_SPEC = "sim"  # `--feed sim`: the traffic simulator
 # The live feed refreshes every 15 s; used as the gap between passes of a looped replay.
 FEED_PERIOD = dt.timedelta(seconds=15)
 # Retries start at `retry_base` seconds and double per consecutive failure up to this cap, so
@@ -91,6 +98,7 @@ async def run_feed(
     fetch_timeout: float = 20.0,
     retry_base: float = 1.0,
     as_live: bool = False,
+    sim: SimConfig | None = None,
 ) -> None:
     """Run the feed named by `spec` until cancelled (or, for files, until played out).
 
@@ -100,12 +108,16 @@ async def run_feed(
     timestamp order `interval` s apart (0 = as fast as processed); with `loop` the directory
     starts over at the end: every flight is deleted, the detector reset and event times moved
     on by one pass so they keep increasing. `task_status.started()` fires once the geography
-    is loaded and the source is usable. `fetch_timeout` bounds one fetch; `retry_base` is the first
-    backoff delay after a failure.
+    is loaded and the source is usable. `fetch_timeout` bounds one fetch; `retry_base` is the
+    first backoff delay after a failure. `sim` (the traffic simulator, spec `sim`): a snapshot
+    every `interval` s, made in memory and read like any other (see `run_sim`).
     """
     geo = await trio.to_thread.run_sync(load_geo)
     detector = Detector(geo)
     runner = _Runner(hub, detector, interval, retry_base, as_live)
+    if spec == SIM_SPEC:
+        await runner.run_sim(sim or SimConfig(start=dt.datetime.now(dt.UTC)), task_status)
+        return
     if spec == "vatsim" or spec.startswith(("http://", "https://")):
         url = VATSIM_URL if spec == "vatsim" else spec
         await runner.run_http(url, fetch_timeout, task_status)
@@ -175,6 +187,23 @@ def list_snapshots(directory: Path) -> list[Path]:
     return sorted(files, key=_file_order_key)
 
 
+@contextlib.contextmanager
+def _collector_paused() -> Iterator[None]:
+    """Python's cyclic garbage collector off for a while. A snapshot decodes into a million
+    objects (30,000 pilots) that all live through the cycle: the collector would scan them,
+    promote them, and then scan the whole heap (history, clients) again and again, for
+    nothing, since JSON and the detector's state hold no reference cycles and reference
+    counting frees them all. The hub's other work meanwhile only has its collections
+    deferred to the end of the cycle."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
 def _decode_and_detect(
     detector: Detector,
     raw: bytes,
@@ -183,17 +212,20 @@ def _decode_and_detect(
 ) -> Cycle:
     """Worker-thread half of a cycle: parse, diff, tag. Raises FeedError before any state
     changes when the snapshot is unusable."""
-    snapshot = parse_snapshot(raw)
-    pre = detector.reset() if reset_first else []
-    cycle = detector.process(snapshot, time_shift=shift)
+    with _collector_paused():
+        snapshot = parse_snapshot(raw)
+        pre = detector.reset() if reset_first else []
+        cycle = detector.process(snapshot, time_shift=shift)
+        del snapshot  # freed here, by reference counting, still without the collector
     if pre:
         cycle.events[:0] = [(etype, data, cycle.timestamp) for etype, data, _ in pre]
     return cycle
 
 
 def _played_now(data: dict[str, Any], stamp: str, now: str) -> tuple[dict[str, Any], str]:
-    """An event of a recorded cycle re-stamped to `now` (its off/in times with it)."""
-    moved = {key: now for key in ("off_utc", "in_utc") if data.get(key) == stamp}
+    """An event of a recorded cycle re-stamped to `now` (its off/in times with it, which the
+    detector places between snapshots and so may differ from the event's own stamp)."""
+    moved: dict[str, Any] = {key: now for key in ("off_utc", "in_utc") if key in data}
     return ({**data, **moved} if moved else data), now
 
 
@@ -349,6 +381,30 @@ class _Runner:
                 if name in resp.headers:
                     validators[name] = resp.headers[name]
             return b"".join(chunks)
+
+    # -- the simulator ----------------------------------------------------------------------
+
+    async def run_sim(self, config: SimConfig, task_status: trio.TaskStatus[None]) -> None:
+        """The traffic simulator as a feed: every `interval` s its next snapshot, as JSON bytes,
+        through the same parse -> detect -> deliver as a fetched one. The snapshots are
+        `interval` s apart in their own time (15 s when running flat out), so a simulation
+        started now reads as live."""
+        step = self.interval if self.interval > 0 else FEED_PERIOD.total_seconds()
+        config = attrs.evolve(config, step_s=step)
+        sim = await trio.to_thread.run_sync(Simulator, config, self.detector.geo, False)
+        source = f"sim:{config.seed}"
+        task_status.started()
+        log.info("feed simulating %d pilots (seed %d, %gx speed) from %s, every %.1fs",
+                 config.pilots, config.seed, config.speed, format_ts(config.start),
+                 self.interval)
+        while True:
+            started = time.monotonic()
+            for snap in await trio.to_thread.run_sync(sim.step):
+                cycle = await trio.to_thread.run_sync(
+                    _decode_and_detect, self.detector, snap.body, None, False
+                )
+                await self.deliver(cycle, source)
+            await trio.sleep(max(0.0, self.interval - (time.monotonic() - started)))
 
     # -- files ------------------------------------------------------------------------------
 
