@@ -75,6 +75,11 @@ class HubProcess:
             self.proc.send_signal(signal.SIGTERM)
         return self.proc.wait(timeout)
 
+    def wait(self, timeout: float = 20.0) -> int:
+        """The exit status, once it stops by itself."""
+        assert self.proc is not None
+        return self.proc.wait(timeout)
+
     def close(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.send_signal(signal.SIGCONT)

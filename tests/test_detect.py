@@ -435,3 +435,42 @@ def test_detector_survives_mutated_pilots(geo, snap_a, mutations) -> None:
     orjson.dumps([e[1] for e in cycle.events])
     for pos in cycle.positions:
         assert type(pos["altitude_ft"]) is int and type(pos["vertical_rate_fpm"]) is int
+
+
+# -- carrying the state to another hub (feed leadership) -----------------------------------------
+
+
+def test_a_detector_restored_mid_run_emits_exactly_what_the_original_would(geo) -> None:
+    """The hub taking over the feed starts from its predecessor's state: the events after the
+    handover are the ones one detector would have produced without it (no re-created
+    flights, departures spanning the handover detected once)."""
+    from swimctl.core.sim import SimConfig, Simulator
+
+    sim = Simulator(SimConfig(pilots=300, seed=5, start=dt.datetime(2026, 1, 1, 18, tzinfo=dt.UTC),
+                              speed=20.0))
+    bodies = [parse_snapshot(snap.body) for _ in range(40) for snap in sim.step()]
+    original = Detector(geo)
+    for body in bodies[:20]:
+        original.process(body)
+    held = [["flight.created", {"callsign": "TEST1"}, "2026-01-01T18:00:00Z", "feed:x:0"]]
+    successor = Detector(geo)
+    assert successor.load_state(original.export_state(held)) == held
+    assert len(successor) == len(original)
+    after_original = [original.process(body).events for body in bodies[20:]]
+    after_successor = [successor.process(body).events for body in bodies[20:]]
+    assert after_successor == after_original
+    assert any(etype == "flight.departed" for cycle in after_original for etype, _, _ in cycle)
+
+
+@pytest.mark.parametrize("state", [b"", b"not zlib", __import__("zlib").compress(b"[1, 2]"),
+                                   __import__("zlib").compress(b'{"format": 99}'),
+                                   __import__("zlib").compress(b'{"format": 1}')])
+def test_unreadable_detector_state_is_refused_and_changes_nothing(geo, snap_a, state) -> None:
+    from swimctl.core.detect import StateError
+
+    det = Detector(geo)
+    det.process(snap_a)
+    before = len(det)
+    with pytest.raises(StateError):
+        det.load_state(state)
+    assert len(det) == before

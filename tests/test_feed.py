@@ -38,13 +38,14 @@ class FakeHub:
         self.calls: list[tuple[str, Any]] = []
         self.cycles: list[FeedCycle] = []  # what each cycle reported it brought
 
-    def publish(
+    async def publish(
         self,
         event_type: str,
         data: dict[str, Any],
         *,
         timestamp: str | None = None,
         event_id: str | None = None,
+        fence: tuple[str, str] | None = None,
     ) -> tuple[int, bool]:
         assert isinstance(timestamp, str) and timestamp.endswith("Z")
         self.calls.append(("publish", (event_type, data, timestamp)))
@@ -52,7 +53,8 @@ class FakeHub:
 
     async def publish_positions(self, positions: list[dict[str, Any]], *,
                                 timestamp: str | None = None, event_id: str | None = None,
-                                extra: dict[str, Any] | None = None) -> tuple[int, bool]:
+                                extra: dict[str, Any] | None = None,
+                                fence: tuple[str, str] | None = None) -> tuple[int, bool]:
         assert isinstance(timestamp, str) and timestamp.endswith("Z")
         self.calls.append(("publish_positions", positions))
         return len(self.calls), False

@@ -269,6 +269,10 @@ def serve(
         None, envvar="SWIM_BROKER", metavar="URL",
         help="Share one event log with other hubs: redis://HOST:PORT/DB (rediss:// for TLS). "
         "Every hub on the same Redis serves the same events, seqs, history and limits."),
+    feed_lease_ttl: float = typer.Option(
+        30.0, envvar="SWIM_FEED_LEASE_TTL", min=1.0, max=300.0, metavar="SECONDS",
+        help="With --broker: seconds a source's lease (the feed, the events file) outlives its "
+        "leader's last renewal; a dead leader is replaced within this plus one feed interval."),
     metrics_port: int = typer.Option(None, envvar="SWIM_METRICS_PORT", metavar="PORT",
                                      min=0, max=65535,
                                      help="Serve Prometheus /metrics and /healthz on this port."),
@@ -355,6 +359,7 @@ def serve(
         outbox_limit=outbox_limit, coalesce_window=coalesce_ms / 1000.0,
         tls_cert=tls_cert, tls_key=tls_key, auth_fail_burst=auth_fail_burst,
         auth_fail_rate=auth_fail_rate, legacy_keys=legacy_keys, broker=broker,
+        feed_lease_ttl=feed_lease_ttl,
         max_frame_bytes=max_frame_bytes, families=families,
     )
     options = ServeOptions(

@@ -19,6 +19,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import math
+import zlib
 from collections.abc import Mapping
 from typing import Any
 
@@ -175,6 +176,24 @@ class Cycle:
     stale: bool = False  # not newer than the last snapshot processed: no events
 
 
+STATE_FORMAT = 1
+
+
+class StateError(ValueError):
+    """Detector state that cannot be taken over."""
+
+
+def _revive(name: str, value: Any) -> Any:
+    """A _Flight field as JSON gave it back: tuples were lists, NaN was null."""
+    if name in ("lat", "lon") and value is None:
+        return math.nan
+    if name in ("plan", "raw_plan", "lift", "descent") and isinstance(value, list):
+        return tuple(value)
+    if name == "history" and isinstance(value, list):
+        return [tuple(entry) for entry in value]
+    return value
+
+
 class _Flight:
     """Everything remembered about one flight between cycles."""
 
@@ -309,6 +328,51 @@ class Detector:
     def current_positions(self) -> list[dict[str, Any]]:
         """The last known position of every tracked flight."""
         return [f.pos for f in self._flights.values()]
+
+    # -- carrying the state to another process ---------------------------------------------------
+
+    def export_state(self, held: list[Any] | None = None) -> bytes:
+        """Everything the detector remembers, as bytes another detector can take over from
+        (`load_state`): so a hub that takes over the feed from another (hub/leadership.py)
+        neither re-creates every flight nor loses a departure spanning the handover.
+
+        `held`: the events this state already produced that may not be in the log yet. They
+        travel with it (written ahead of publishing), so whoever takes the state over
+        publishes them rather than losing them, or detecting them a second time."""
+        flights = [[list(key), [getattr(flight, name) for name in _Flight.__slots__]]
+                   for key, flight in self._flights.items()]
+        doc = {"format": STATE_FORMAT,
+               "last_time": format_ts(self._last_time) if self._last_time else None,
+               "first_time": self._first_time, "deleted_after": self.deleted_after,
+               "flights": flights, "held": held or []}
+        return zlib.compress(orjson.dumps(doc), 1)
+
+    def load_state(self, state: bytes) -> list[Any]:
+        """Take over from `export_state`'s bytes and return the events held with them;
+        StateError when they are not such state (the caller starts fresh instead)."""
+        try:
+            doc = orjson.loads(zlib.decompress(state))
+            if doc.get("format") != STATE_FORMAT:
+                raise StateError("detector state of another format")
+            flights: dict[tuple[int, str, str], _Flight] = {}
+            for key, values in doc["flights"]:
+                cid, callsign, logon = key
+                flight = _Flight(0, int(cid), str(callsign))
+                for name, value in zip(_Flight.__slots__, values, strict=True):
+                    setattr(flight, name, _revive(name, value))
+                flights[(int(cid), str(callsign), str(logon))] = flight
+            last = doc.get("last_time")
+            last_time = parse_ts(last) if last else None
+            held = doc.get("held") or []
+            if not isinstance(held, list):
+                raise TypeError("held events are not a list")
+        except (zlib.error, orjson.JSONDecodeError, AttributeError, KeyError, TypeError,
+                ValueError) as exc:
+            raise StateError(f"unreadable detector state: {exc}") from None
+        self._flights = flights
+        self._last_time = last_time
+        self._first_time = doc.get("first_time")
+        return held
 
     def reset(self, when: dt.datetime | None = None) -> list[Event]:
         """Forget every flight; returns a `flight.deleted` for each (timestamped `when`)."""

@@ -68,9 +68,21 @@ class AcceptGuard:
         self._window_failures = 0
         self._window_start = 0.0
         self._episode_start = 0  # `failures` when the current trouble began
+        self.stopped = False
+        self._listeners: list[GuardedListener] = []
 
     def wrap(self, listeners: list[trio.SocketListener]) -> list[GuardedListener]:
-        return [GuardedListener(listener, self) for listener in listeners]
+        wrapped = [GuardedListener(listener, self) for listener in listeners]
+        self._listeners += wrapped
+        return wrapped
+
+    def stop(self) -> None:
+        """Accept no more (a hub draining): the listening sockets close, so a new connection
+        is refused at once and a load balancer sends it elsewhere, while connections already
+        accepted carry on."""
+        self.stopped = True
+        for listener in self._listeners:
+            listener.inner.socket.close()
 
     def failed(self, exc: OSError) -> None:
         self.failures += 1
@@ -118,9 +130,17 @@ class GuardedListener(trio.abc.Listener[trio.SocketStream]):
     async def accept(self) -> trio.SocketStream:
         pause = MIN_PAUSE
         while True:
+            if self.guard.stopped:
+                await trio.sleep_forever()
             try:
                 stream = await self.inner.accept()
+            except trio.ClosedResourceError:
+                if self.guard.stopped:  # closed by stop(): wait to be cancelled with the rest
+                    await trio.sleep_forever()
+                raise
             except OSError as exc:
+                if self.guard.stopped:
+                    await trio.sleep_forever()
                 if exc.errno not in CAPACITY_ERRNOS:
                     raise
                 self.guard.failed(exc)

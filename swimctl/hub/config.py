@@ -67,6 +67,9 @@ class HubConfig:
     # A shared event log (redis://HOST:PORT/DB): several hubs behave as one. None: the
     # in-process log, this hub alone.
     broker: str | None = None
+    # Seconds a source's lease (feed, events file) outlives its leader's last renewal: a dead
+    # leader is replaced within this plus one feed interval.
+    feed_lease_ttl: float = 30.0
     # Failed authentications allowed per source address (IPv4, or IPv6 /64): a bucket of
     # `auth_fail_burst`, refilled at `auth_fail_rate` per second; 0 turns the throttle off.
     auth_fail_burst: int = 20

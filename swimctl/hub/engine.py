@@ -185,6 +185,19 @@ class Hub:
             client.request_close(CLOSE_AUTH, reason)
         return len(clients)
 
+    async def shutdown_in_waves(self, over: float, waves: int = 10) -> None:
+        """Close every client with 1001, a tenth at a time across `over` seconds (a draining
+        hub on a broker: its clients spread over the hubs that stay)."""
+        self.flush()
+        self.shutting_down = True
+        clients = list(self.clients.values())
+        size = max(1, -(-len(clients) // waves))
+        for start in range(0, len(clients), size):
+            for client in clients[start:start + size]:
+                client.request_close(CLOSE_GOING_AWAY, "hub shutting down")
+            if start + size < len(clients):
+                await trio.sleep(over / waves)
+
     def shutdown(self) -> None:
         self.flush()
         self.shutting_down = True
@@ -232,21 +245,23 @@ class Hub:
         *,
         timestamp: str | None = None,
         event_id: str | None = None,
+        fence: tuple[str, str] | None = None,
     ) -> Appended:
         """Append one event to the log; it reaches clients through `deliver` (before this
         returns with the in-process log). Returns its seq, or the original seq of a
         duplicate `event_id`. A positions batch goes through `publish_positions` (it may
         become several events); integer fields of `flight.*` data are made integers; an
-        event too large for one frame raises FrameTooLarge."""
+        event too large for one frame raises FrameTooLarge. `fence`: a source's lease, for
+        a leader's writes (hub/leadership.py)."""
         if event_type == POSITIONS:
             return await self.publish_positions(
                 data.get("positions"), timestamp=timestamp, event_id=event_id,
                 extra={k: v for k, v in data.items()
-                       if k not in ("count", "positions", "snapshot")})
+                       if k not in ("count", "positions", "snapshot")}, fence=fence)
         if event_type.startswith("flight."):
             data = typed_record(data, needs_position=False) or data
         self._check_size(event_type, data, timestamp, event_id)
-        return await self.log.append(Draft(event_type, data, timestamp, event_id))
+        return await self.log.append(Draft(event_type, data, timestamp, event_id, fence))
 
     def _check_size(self, event_type: str, data: dict[str, Any], timestamp: str | None,
                     event_id: str | None) -> None:
@@ -262,6 +277,7 @@ class Hub:
         timestamp: str | None = None,
         event_id: str | None = None,
         extra: dict[str, Any] | None = None,
+        fence: tuple[str, str] | None = None,
     ) -> Appended:
         """Publish a positions batch: one event when it fits a frame, else parts, each its
         own event in the log (its own seq) carrying `batch_id`, `part` and `parts`, all with
@@ -292,7 +308,7 @@ class Hub:
         for n, chunk in enumerate(chunks):
             eid = event_id if n == 0 or event_id is None else f"{event_id}#{part + n}"
             data = part_data(chunk, label, part + n, parts, extra=extra)
-            appended = await self.log.append(Draft(POSITIONS, data, stamp, eid))
+            appended = await self.log.append(Draft(POSITIONS, data, stamp, eid, fence))
             if first is None:
                 first = appended
                 if appended.duplicate:

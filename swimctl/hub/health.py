@@ -16,6 +16,7 @@ import attrs
 
 if TYPE_CHECKING:
     from swimctl.hub.accept import AcceptGuard
+    from swimctl.hub.leadership import Leadership
     from swimctl.hub.recorder import Recorder
     from swimctl.hub.sources.events_file import EventsFileFollower
     from swimctl.hub.usage import UsageMeter
@@ -74,6 +75,7 @@ class Watched:
     broker: RedisLog | None = None
     others: list[Condition] = attrs.field(factory=list)  # e.g. the state directory
     usage: UsageMeter | None = None
+    leases: list[Leadership] = attrs.field(factory=list)  # sources led on a broker
 
     def conditions(self) -> list[Condition]:
         found = [guard.condition for guard in self.accepts] + self.others

@@ -398,6 +398,10 @@ class MetricsServer:
             return ("503 Service Unavailable",
                     f"unavailable: key store unreachable ({why})\n".encode(), "text/plain")
         problems = [line for c in self.watched.conditions() if (line := c.describe())]
+        # On a broker: which sources this hub runs for every hub (one line each).
+        leads = "".join(f"leads: {lease.source}\n" for lease in self.watched.leases
+                        if lease.leading)
         if not problems:
-            return "200 OK", b"ok\n", "text/plain"
-        return "200 OK", ("degraded\n" + "\n".join(problems) + "\n").encode(), "text/plain"
+            return "200 OK", f"ok\n{leads}".encode(), "text/plain"
+        return "200 OK", ("degraded\n" + "\n".join(problems) + "\n" + leads).encode(), \
+            "text/plain"

@@ -21,6 +21,7 @@ from swimctl.hub.auth import Authenticator
 from swimctl.hub.config import HubConfig
 from swimctl.hub.engine import Hub
 from swimctl.hub.health import Condition, Watched
+from swimctl.hub.leadership import Leadership, SoleLeader
 from swimctl.hub.report import HubReport
 from swimctl.hub.seats import LocalSeats, Seats
 from swimctl.hub.server import HubServer
@@ -34,6 +35,9 @@ if TYPE_CHECKING:
 log = logging.getLogger("swimctl.service")
 
 SHUTDOWN_GRACE = 1.2  # seconds clients get to receive close 1001 (the process exits within 2 s)
+# With a broker, a stopping hub closes its clients over this many seconds, in waves, so they
+# do not all reconnect to one surviving hub at the same instant (a rolling restart).
+DRAIN_SECONDS = 5.0
 
 
 @attrs.define
@@ -63,8 +67,13 @@ class ServiceHandle:
     cancel_scope: trio.CancelScope
     extras: dict[str, Any] = attrs.field(factory=dict)
 
+    stopper: Stopper | None = None
+
     async def shutdown(self, grace: float = SHUTDOWN_GRACE) -> None:
-        await graceful_shutdown(self.hub, self.cancel_scope, grace)
+        if self.stopper is not None:
+            await self.stopper.stop(self.cancel_scope, grace)
+        else:
+            await graceful_shutdown(self.hub, self.cancel_scope, grace)
 
 
 async def graceful_shutdown(hub: Hub, scope: trio.CancelScope, grace: float) -> None:
@@ -73,6 +82,37 @@ async def graceful_shutdown(hub: Hub, scope: trio.CancelScope, grace: float) -> 
     with trio.move_on_after(grace):
         await hub.clients_gone()
     scope.cancel()
+
+
+@attrs.define
+class Stopper:
+    """How this hub stops, filled in as its parts start. Alone: every client gets 1001 at
+    once. On a broker (drain > 0): accept no more, hand the sources' leases over at once, and
+    close the clients in waves over `drain` seconds, so they spread over the other hubs."""
+
+    hub: Hub
+    server: HubServer
+    leases: list[Leadership] = attrs.field(factory=list)
+    drain: float = 0.0
+    _draining: trio.CancelScope = attrs.field(factory=trio.CancelScope)
+
+    async def stop(self, scope: trio.CancelScope, grace: float = SHUTDOWN_GRACE) -> None:
+        if self.drain <= 0:
+            await graceful_shutdown(self.hub, scope, grace)
+            return
+        self.server.accepts.stop()
+        for lease in self.leases:
+            await lease.release()
+        with self._draining:
+            await self.hub.shutdown_in_waves(self.drain)
+        self.hub.shutdown()  # whoever a cut-short drain left
+        with trio.move_on_after(grace):
+            await self.hub.clients_gone()
+        scope.cancel()
+
+    def hurry(self) -> None:
+        """A second signal: close whoever is left now rather than over the drain."""
+        self._draining.cancel()
 
 
 def ssl_context(cert: str, key: str) -> ssl.SSLContext:
@@ -150,9 +190,11 @@ async def _serve(opts: ServeOptions, hub: Hub, hub_id: str, server: HubServer,
                  usage: UsageMeter, task_status: Any) -> None:
     """Every task of the service, under one nursery."""
     config = opts.config
+    stopper = Stopper(hub, server, drain=DRAIN_SECONDS if event_log is not None else 0.0)
+    watched.leases = stopper.leases  # the same list: /healthz says which this hub leads
     async with trio.open_nursery() as nursery:
         if opts.handle_signals:  # before anything else, so no signal finds us without it
-            nursery.start_soon(_watch_signals, hub, nursery.cancel_scope)
+            nursery.start_soon(_watch_signals, stopper, nursery.cancel_scope)
         await nursery.start(hub.log.run)
         url = await nursery.start(server.serve)
         hub.name = hub_name(url, hub_id)
@@ -160,10 +202,10 @@ async def _serve(opts: ServeOptions, hub: Hub, hub_id: str, server: HubServer,
         await nursery.start(server.seats.run, hub.clients)
         if event_log is not None:
             nursery.start_soon(_trim_shared_log, event_log)
-            nursery.start_soon(_share_broker_state, hub, event_log)
+            nursery.start_soon(_share_broker_state, hub, event_log, stopper.leases)
         handle = ServiceHandle(url=url, hub=hub, server=server, auth=auth,
                                cancel_scope=nursery.cancel_scope,
-                               extras={"watched": watched, "usage": usage})
+                               extras={"watched": watched, "usage": usage}, stopper=stopper)
         server.dispatcher.report = HubReport(hub, hub.name, auth=auth, usage=usage,
                                              watched=watched)  # `status` with `hub: true`
         await nursery.start(usage.run)  # its last write waits for the clients to go
@@ -174,15 +216,19 @@ async def _serve(opts: ServeOptions, hub: Hub, hub_id: str, server: HubServer,
         if opts.events_file:
             from swimctl.hub.sources.events_file import EventsFileFollower
 
-            follower = EventsFileFollower(hub, opts.events_file)
+            events_lead = await _lead(nursery, stopper, event_log, "events", hub.name,
+                                      config.feed_lease_ttl, retry=1.0)
+            follower = EventsFileFollower(hub, opts.events_file, lead=events_lead)
             handle.extras["events_file"] = watched.follower = follower
             await nursery.start(follower.run)
         if opts.feed:
             from swimctl.hub.sources.feed import run_feed
 
+            feed_lead = await _lead(nursery, stopper, event_log, "feed", hub.name,
+                                    config.feed_lease_ttl, retry=opts.feed_interval)
             await nursery.start(partial(run_feed, hub, opts.feed, opts.feed_interval,
                                         opts.feed_loop, as_live=opts.feed_as_live,
-                                        sim=opts.sim))
+                                        sim=opts.sim, lead=feed_lead))
         if opts.metrics_port is not None:
             from swimctl.hub.metrics import MetricsServer
 
@@ -197,6 +243,20 @@ async def _serve(opts: ServeOptions, hub: Hub, hub_id: str, server: HubServer,
         task_status.started(handle)
         if opts.on_ready is not None:
             await opts.on_ready(handle)
+
+
+async def _lead(nursery: trio.Nursery, stopper: Stopper, event_log: RedisLog | None,
+                source: str, holder: str, ttl: float, retry: float) -> Leadership:
+    """Who runs `source`: this hub alone, or whichever hub on the broker holds its lease."""
+    if event_log is None:
+        return SoleLeader(source)
+    from swimctl.hub.leadership import RedisLease
+
+    lease = RedisLease(event_log.client, source, holder, ttl=ttl,
+                       retry=min(max(retry, 0.5), ttl / 2))
+    stopper.leases.append(lease)
+    await nursery.start(lease.run)
+    return lease
 
 
 def _broker_parts(config: HubConfig, hub_id: str) -> tuple[RedisLog | None, Seats]:
@@ -220,7 +280,8 @@ def hub_name(url: str, suffix: str) -> str:
     return f"{host_port}/{suffix}"
 
 
-async def _share_broker_state(hub: Hub, event_log: RedisLog) -> None:
+async def _share_broker_state(hub: Hub, event_log: RedisLog,
+                              leases: list[Leadership]) -> None:
     """Every second: this hub's standing on the broker (for /metrics and `top`), posted for
     the other hubs, and theirs read back."""
     from swimctl.hub.report import hub_entry
@@ -230,6 +291,7 @@ async def _share_broker_state(hub: Hub, event_log: RedisLog) -> None:
     while True:
         state.up = event_log.up
         state.read_lag_seconds = event_log.read_lag
+        state.leader = any(lease.leading for lease in leases) if leases else None
         with contextlib.suppress(Exception):  # the reader reports the broker's trouble
             state.peers = await event_log.exchange_hub_entries(hub.name,
                                                                hub_entry(hub.name, hub))
@@ -247,10 +309,20 @@ async def _trim_shared_log(event_log: RedisLog) -> None:
                 log.debug("trimming the shared log failed: %s", exc)
 
 
-async def _watch_signals(hub: Hub, scope: trio.CancelScope) -> None:
+async def _watch_signals(stopper: Stopper, scope: trio.CancelScope) -> None:
+    """The first SIGINT/SIGTERM stops the hub gracefully; a second one while it drains closes
+    the rest at once (the hub still exits cleanly: a supervisor's repeated TERM is no crash)."""
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-        async for signum in signals:
-            log.info("%s: closing every connection (1001) and stopping",
-                     signal.Signals(signum).name)
-            await graceful_shutdown(hub, scope, SHUTDOWN_GRACE)
-            return
+        async with trio.open_nursery() as stopping:
+            async for signum in signals:
+                name = signal.Signals(signum).name
+                if stopping.child_tasks:
+                    log.info("%s again: closing the remaining connections now", name)
+                    stopper.hurry()
+                    continue
+                if stopper.drain > 0:
+                    log.info("%s: draining: no new connections, sources handed over, clients "
+                             "closed (1001) over %.0f s, then stopping", name, stopper.drain)
+                else:
+                    log.info("%s: closing every connection (1001) and stopping", name)
+                stopping.start_soon(stopper.stop, scope, SHUTDOWN_GRACE)

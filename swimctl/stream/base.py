@@ -46,6 +46,11 @@ class LogUnavailable(Exception):
     """The log did not answer in time: retryable, and nothing was appended."""
 
 
+class LogFenced(Exception):
+    """A fenced append whose lease is no longer the writer's: nothing was appended (a source's
+    leader that lost its lease, hub/leadership.py)."""
+
+
 @attrs.frozen
 class Draft:
     """An event before the log has numbered it."""
@@ -54,6 +59,9 @@ class Draft:
     data: dict[str, Any]
     timestamp: str | None = None  # None: the time it is appended
     event_id: str | None = None  # None: the log names it e-<seq>
+    # (lease key, lease value): append only while that lease holds it (a shared log checks;
+    # a hub alone leads its sources for ever, so the in-process log has nothing to check).
+    fence: tuple[str, str] | None = None
 
 
 @attrs.frozen

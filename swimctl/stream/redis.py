@@ -39,6 +39,7 @@ from swimctl.stream.base import (
     Delivery,
     Draft,
     LogEvent,
+    LogFenced,
     LogUnavailable,
     Restore,
     new_epoch,
@@ -52,14 +53,16 @@ READ_BLOCK_MS = 1000  # an idle reader wakes this often to check the epoch and t
 CALL_TIMEOUT = 3.0  # a publish gets BROKER_UNAVAILABLE within this
 RETRY_MAX = 5.0  # seconds between reconnect attempts, at most
 
-# KEYS: log, seq, epoch, dedupe key (or the log again when there is no event_id), tmi hash
+# KEYS: log, seq, epoch, dedupe key (or the log again when there is no event_id), tmi hash,
+#       the fencing lease (or the log again when the append is not fenced)
 # ARGV: event_id given (1/0), event_id JSON, type JSON, timestamp JSON, data JSON,
 #       approximate max length, dedupe TTL seconds, tmi action (set/del/""), program id,
-#       program JSON, the epoch the caller appends to
+#       program JSON, the epoch the caller appends to, the lease value ("" when not fenced)
 APPEND = """
 local epoch = redis.call('GET', KEYS[3])
 if not epoch then return {-1, 0, ''} end
 if epoch ~= ARGV[11] then return {-2, 0, epoch} end
+if ARGV[12] ~= '' and redis.call('GET', KEYS[6]) ~= ARGV[12] then return {-3, 0, epoch} end
 if ARGV[1] == '1' then
   local seen = redis.call('GET', KEYS[4])
   if seen then return {tonumber(seen), 1, epoch} end
@@ -205,19 +208,22 @@ class RedisLog:
         timestamp = draft.timestamp if draft.timestamp is not None else format_ts()
         keys = [self.keys["log"], self.keys["seq"], self.keys["epoch"],
                 self._dedupe_prefix + event_id if event_id is not None else self.keys["log"],
-                self.keys["tmi"]]
+                self.keys["tmi"],
+                draft.fence[0] if draft.fence is not None else self.keys["log"]]
         args: list[str | bytes] = [
                 "1" if event_id is not None else "0",
                 dumps(event_id) if event_id is not None else b"",
                 dumps(draft.type), dumps(timestamp), dumps(draft.data),
                 str(max(self.history_size, 1)), str(self.dedupe_ttl), action, program_id,
-                program, self._epoch]
+                program, self._epoch, draft.fence[1] if draft.fence is not None else ""]
         try:
             with trio.fail_after(CALL_TIMEOUT):
                 answer: list[Any] = await self._append(keys=keys, args=args)
         except (trio.TooSlowError, coredis.exceptions.RedisError, OSError) as exc:
             raise LogUnavailable(f"the event log (Redis) did not answer: {exc!r}") from None
         seq, duplicate = int(answer[0]), int(answer[1])
+        if seq == -3:
+            raise LogFenced(f"{draft.type}: the writer's lease is no longer held")
         if seq < 0:  # the log is gone (-1) or has a newer epoch (-2): adopt it, then retry
             await self._reset("the log was reset" if seq == -1 else "the epoch changed")
             return await self.append(draft)

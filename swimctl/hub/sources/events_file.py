@@ -21,6 +21,8 @@ import trio
 from swimctl.core.batches import FrameTooLarge
 from swimctl.core.model import EnvelopeError, envelope_from_line
 from swimctl.hub.health import Condition
+from swimctl.hub.leadership import Leadership, SoleLeader
+from swimctl.stream.base import LogFenced, LogUnavailable
 
 log = logging.getLogger("swimctl.events_file")
 
@@ -97,8 +99,11 @@ class FollowerStats:
 
 class EventsFileFollower:
     def __init__(self, hub: Any, path: str | os.PathLike[str], poll_interval: float = 0.2,
-                 persist: bool = True) -> None:
+                 persist: bool = True, lead: Leadership | None = None) -> None:
         self.hub = hub
+        # With a shared lead (hubs on a broker) one hub follows the file at a time, its offset
+        # lives with the lease in Redis, and its writes carry the lease.
+        self.lead: Leadership = lead or SoleLeader("events")
         self.path = Path(path)
         self.poll_interval = poll_interval
         self.persist = persist
@@ -106,7 +111,7 @@ class EventsFileFollower:
         self.condition = Condition("events file offset", log)
         self.state = FollowState()
         self._unsaved = False  # the position moved past what the offset file says
-        if persist:
+        if persist and not self.lead.shared:
             try:
                 self.state = load_state(self.path)
             except OSError as exc:
@@ -147,6 +152,45 @@ class EventsFileFollower:
         return handle, st.st_ino
 
     async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+        lead = self.lead
+        if not lead.shared:
+            await self._follow(task_status)
+            return
+        task_status.started()
+
+        async def term() -> None:
+            try:
+                saved = await lead.load_state()
+            except Exception as exc:  # the broker's trouble: the file is read from its start
+                log.warning("events file %s: the offset could not be read (%s)", self.path,
+                            type(exc).__name__)
+                saved = None
+            self.state = FollowState()
+            if saved:
+                doc = orjson.loads(saved)
+                self.state = FollowState(int(doc["inode"]), int(doc["offset"]))
+                log.info("events file %s: taking over at byte %d", self.path, self.state.offset)
+            try:
+                await self._follow(trio.TASK_STATUS_IGNORED)
+            except LogFenced:
+                lead.give_up("a publish was refused: the lease is another hub's")
+
+        await lead.while_leading(term)
+
+    async def _persist(self) -> None:
+        """Save the position: with the lease in Redis when shared, else in the offset file."""
+        if not self.lead.shared:
+            await trio.to_thread.run_sync(self._save)
+            return
+        state = FollowState(self.state.inode, self.state.offset)
+        try:
+            await self.lead.save_state(orjson.dumps({"inode": state.inode,
+                                                     "offset": state.offset}))
+        except Exception:  # the broker's trouble (reported by the log); the next save tries
+            return
+        self._unsaved = (self.state.inode, self.state.offset) != (state.inode, state.offset)
+
+    async def _follow(self, task_status: Any) -> None:
         started = False
         handle = None
         splitter = LineSplitter()
@@ -167,10 +211,14 @@ class EventsFileFollower:
                     continue
                 chunk = await trio.to_thread.run_sync(handle.read, READ_CHUNK)
                 if chunk:
-                    await self._consume(splitter, chunk)
+                    if not await self._consume(splitter, chunk):
+                        # The log does not answer: read again from the last line published.
+                        handle.close()
+                        handle, resume = None, True
+                        await trio.sleep(self.poll_interval)
                     continue
                 if self.persist and self._unsaved:  # an earlier save failed: try again
-                    await trio.to_thread.run_sync(self._save)
+                    await self._persist()
                 # At the end: has the file been truncated or replaced?
                 try:
                     st = await trio.to_thread.run_sync(os.stat, self.path)
@@ -189,21 +237,32 @@ class EventsFileFollower:
         finally:
             if handle is not None:
                 handle.close()
-            if self.persist and self.state.inode:
+            if self.persist and self.state.inode and not self.lead.shared:
                 self._save()  # quick, and must happen even on cancel
 
-    async def _consume(self, splitter: LineSplitter, chunk: bytes) -> None:
+    async def _consume(self, splitter: LineSplitter, chunk: bytes) -> bool:
         """Publish the complete lines of `chunk`. The offset moves past a line only once it is
         published (or known bad), so a save, even one in a cancelled `finally`, never skips
-        an event."""
+        an event. False when the log stopped answering (the rest is read again later)."""
         lines = splitter.feed(chunk)
+        lead = self.lead
+        fence = (lead.lease_key, lead.fence) if lead.shared and lead.fence else None
         for index, (line, consumed) in enumerate(lines):
             if line.strip():
                 try:
                     env = envelope_from_line(line, self.hub.channels)
+                    event_id = env.event_id
+                    if event_id is None and lead.shared:
+                        # Named by where it lies, so a line published twice across a
+                        # handover is stored once.
+                        event_id = f"file:{self.state.inode}:{self.state.offset}"
                     appended = await self.hub.publish(
-                        env.type, env.data, timestamp=env.timestamp, event_id=env.event_id
-                    )
+                        env.type, env.data, timestamp=env.timestamp, event_id=event_id,
+                        fence=fence)
+                except LogUnavailable:
+                    if self._unsaved and self.persist:
+                        await self._persist()
+                    return False
                 except (EnvelopeError, FrameTooLarge) as exc:
                     self.stats.bad_lines += 1
                     log.warning("events file %s: bad line skipped (%s)", self.path, exc)
@@ -223,4 +282,5 @@ class EventsFileFollower:
             self._unsaved = True
             splitter.buffer.clear()
         if self.persist and self._unsaved:
-            await trio.to_thread.run_sync(self._save)
+            await self._persist()
+        return True

@@ -24,7 +24,7 @@ import logging
 import random
 import re
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Protocol
@@ -36,11 +36,20 @@ import trio
 
 from swimctl import __version__
 from swimctl.core.channels import POSITIONS
-from swimctl.core.detect import Cycle, Detector, FeedError, parse_snapshot, snapshot_time
+from swimctl.core.detect import (
+    Cycle,
+    Detector,
+    FeedError,
+    StateError,
+    parse_snapshot,
+    snapshot_time,
+)
 from swimctl.core.geo import load_geo
 from swimctl.core.model import format_ts
 from swimctl.core.sim import SimConfig, Simulator
+from swimctl.hub.leadership import Leadership, SoleLeader
 from swimctl.hub.stats import FeedCycle
+from swimctl.stream.base import LogFenced, LogUnavailable
 
 __all__ = ["SIM_SPEC", "VATSIM_URL", "FeedHub", "run_feed"]
 
@@ -55,6 +64,8 @@ FEED_PERIOD = dt.timedelta(seconds=15)
 MAX_BACKOFF_S = 60.0
 # Yield to trio after this many publishes so a burst of events never holds the loop.
 PUBLISH_BATCH = 100
+# Events held while the event log does not answer, at most (the oldest go first past it).
+MAX_PENDING = 200_000
 # Refuse bodies larger than this: the live feed is ~5 MB; anything far bigger is an error page
 # loop or an attack, not a snapshot.
 MAX_BODY_BYTES = 128 * 1024 * 1024
@@ -72,6 +83,7 @@ class FeedHub(Protocol):
         *,
         timestamp: str | None = None,
         event_id: str | None = None,
+        fence: tuple[str, str] | None = None,
     ) -> Any: ...
 
     async def publish_positions(
@@ -81,6 +93,7 @@ class FeedHub(Protocol):
         timestamp: str | None = None,
         event_id: str | None = None,
         extra: dict[str, Any] | None = None,
+        fence: tuple[str, str] | None = None,
     ) -> Any: ...
 
     def feed_updated(self, update_time: dt.datetime) -> None: ...
@@ -99,6 +112,7 @@ async def run_feed(
     retry_base: float = 1.0,
     as_live: bool = False,
     sim: SimConfig | None = None,
+    lead: Leadership | None = None,
 ) -> None:
     """Run the feed named by `spec` until cancelled (or, for files, until played out).
 
@@ -111,10 +125,51 @@ async def run_feed(
     is loaded and the source is usable. `fetch_timeout` bounds one fetch; `retry_base` is the
     first backoff delay after a failure. `sim` (the traffic simulator, spec `sim`): a snapshot
     every `interval` s, made in memory and read like any other (see `run_sim`).
+
+    With `lead` shared (hubs on a broker), only the hub that holds the feed's lease runs the
+    source; it starts from the detector state its predecessor saved, saves its own after each
+    cycle, names each event (`feed:<snapshot time>:<n>`, so a cycle published twice across a
+    handover is stored once) and writes under its lease.
     """
     geo = await trio.to_thread.run_sync(load_geo)
-    detector = Detector(geo)
-    runner = _Runner(hub, detector, interval, retry_base, as_live)
+    lead = lead or SoleLeader("feed")
+    if not lead.shared:
+        runner = _Runner(hub, Detector(geo), interval, retry_base, as_live)
+        await _run_source(runner, spec, loop, fetch_timeout, sim, task_status)
+        return
+    task_status.started()
+
+    async def term() -> None:
+        assert lead is not None
+        detector = Detector(geo)
+        try:
+            state = await lead.load_state()
+        except (trio.TooSlowError, Exception) as exc:  # the broker's trouble: start fresh
+            log.warning("feed: the detector state could not be read (%s): starting fresh",
+                        type(exc).__name__)
+            state = None
+        held: list[tuple[str, dict[str, Any], str, str | None]] = []
+        if state:
+            try:
+                held = [(str(etype), dict(data), str(stamp), str(event_id))
+                        for etype, data, stamp, event_id in detector.load_state(state)]
+                log.info("feed: took over %d flight(s) and %d event(s) not yet confirmed "
+                         "published from the previous leader's state", len(detector), len(held))
+            except (StateError, ValueError, TypeError) as exc:
+                log.warning("feed: %s: starting fresh", exc)
+                detector, held = Detector(geo), []
+        runner = _Runner(hub, detector, interval, retry_base, as_live, lead=lead)
+        runner.pending.extend(held)
+        try:
+            await _run_source(runner, spec, loop, fetch_timeout, sim, trio.TASK_STATUS_IGNORED)
+        except LogFenced:
+            lead.give_up("a publish was refused: the lease is another hub's")
+
+    await lead.while_leading(term)
+
+
+async def _run_source(runner: _Runner, spec: str, loop: bool, fetch_timeout: float,
+                      sim: SimConfig | None, task_status: trio.TaskStatus[None]) -> None:
     if spec == SIM_SPEC:
         await runner.run_sim(sim or SimConfig(start=dt.datetime.now(dt.UTC)), task_status)
         return
@@ -233,8 +288,14 @@ class _Runner:
     """State shared by the source kinds: the detector, the hub, failure accounting."""
 
     def __init__(self, hub: FeedHub, detector: Detector, interval: float, retry_base: float,
-                 as_live: bool = False):
+                 as_live: bool = False, lead: Leadership | None = None):
         self.hub = hub
+        self.lead: Leadership = lead or SoleLeader("feed")
+        # Events detected but not yet in the log (it did not answer): published, in order,
+        # before the next cycle's, so an outage of the log loses nothing the detector saw.
+        self.pending: deque[tuple[str, dict[str, Any], str, str | None]] = deque()
+        self._log_down = False
+        self._dropped = 0
         # Recorded traffic shown as happening now (the demo): event times and the feed time
         # are the wall clock when a cycle is played; detection itself keeps the recorded
         # times, so vertical rates and state changes stay true to the recording.
@@ -272,7 +333,8 @@ class _Runner:
     async def deliver(self, cycle: Cycle, source: str) -> None:
         """Hand one cycle to the hub: its lifecycle events, then every current position as
         one batch (state: the detector's batch of moved flights only is not), then the feed
-        time."""
+        time. With a shared lead, each event is named after its cycle, writes carry the lease,
+        and the detector's state is saved for whoever leads next."""
         self.failures = 0
         if cycle.stale:
             log.debug(
@@ -283,20 +345,32 @@ class _Runner:
         update_time = cycle.update_time
         if self.as_live:
             update_time = dt.datetime.now(dt.UTC)
-        for n, (etype, data, stamp) in enumerate(cycle.events, 1):
+        named = self.lead.shared
+        for n, (etype, data, stamp) in enumerate(cycle.events):
             if etype == POSITIONS:
                 continue
             if self.as_live:
                 data, stamp = _played_now(data, stamp, format_ts(update_time))
-            try:
-                await hub.publish(etype, data, timestamp=stamp)
-            except Exception:
-                log.exception("hub refused a %s event", etype)
-            if n % PUBLISH_BATCH == 0:
-                await trio.lowlevel.checkpoint()
+            self.pending.append((etype, data, stamp,
+                                 f"feed:{cycle.timestamp}:{n}" if named else None))
+        while len(self.pending) > MAX_PENDING:
+            self.pending.popleft()
+            self._dropped += 1
+        # Written ahead: the state that produced these events, with them, before any is
+        # published, so a leader killed mid-cycle hands them over rather than losing them
+        # or having its successor detect them a second time (their ids make repeats no-ops).
+        if named and not await self._save_state():
+            self._broker_down()
+            return  # the broker is away (or the lease is gone): the events wait
+        if not await self._publish_pending():
+            return  # the log is away: this cycle's events wait with the rest
         stamp = format_ts(update_time) if self.as_live else cycle.timestamp
         try:
-            await hub.publish_positions(cycle.positions, timestamp=stamp)
+            await hub.publish_positions(cycle.positions, timestamp=stamp, fence=self._fence())
+        except LogUnavailable:
+            pass  # state, not history: the next cycle's batch replaces it
+        except LogFenced:
+            raise
         except Exception:
             log.exception("hub refused the positions batch")
         hub.feed_updated(update_time)
@@ -316,6 +390,57 @@ class _Runner:
             cycle.skipped,
             sum(published.values()),
         )
+
+    def _fence(self) -> tuple[str, str] | None:
+        lead = self.lead
+        value = lead.fence
+        return (lead.lease_key, value) if value is not None and lead.shared else None
+
+    async def _publish_pending(self) -> bool:
+        """Publish what waits, oldest first; False when the log stopped answering (what is
+        left waits for the next cycle). A leader that lost its lease raises LogFenced."""
+        hub = self.hub
+        fence = self._fence()
+        n = 0
+        while self.pending:
+            etype, data, stamp, event_id = self.pending[0]
+            try:
+                await hub.publish(etype, data, timestamp=stamp, event_id=event_id, fence=fence)
+            except LogUnavailable:
+                self._broker_down()
+                return False
+            except LogFenced:
+                raise
+            except Exception:
+                log.exception("hub refused a %s event", etype)
+            self.pending.popleft()
+            n += 1
+            if n % PUBLISH_BATCH == 0:
+                await trio.lowlevel.checkpoint()
+        if self._log_down:
+            self._log_down = False
+            log.info("feed: the event log answers again: held events published%s",
+                     f" ({self._dropped} of the oldest dropped past {MAX_PENDING})"
+                     if self._dropped else "")
+            self._dropped = 0
+        return True
+
+    def _broker_down(self) -> None:
+        if not self._log_down:
+            self._log_down = True
+            log.warning("feed: the event log does not answer: %d event(s) held until it does",
+                        len(self.pending))
+
+    async def _save_state(self) -> bool:
+        """The detector's state and the events not yet known to be published, for the hub
+        that leads next (fenced: only while the lease is ours). False when not saved."""
+        held = [list(event) for event in self.pending]
+        state = await trio.to_thread.run_sync(self.detector.export_state, held)
+        try:
+            return await self.lead.save_state(state)
+        except (trio.TooSlowError, Exception) as exc:  # the log's trouble is reported there
+            log.debug("feed: the detector state was not saved: %s", exc)
+            return False
 
     # -- HTTP -------------------------------------------------------------------------------
 
