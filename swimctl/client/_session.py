@@ -105,6 +105,7 @@ class _Conn:
             await self.ws.send_message(orjson.dumps(msg).decode())
         except (ConnectionClosed, trio.BrokenResourceError, trio.ClosedResourceError):
             self.pending.pop(rid, None)
+            self.lost = True  # before the session notices: no caller may spin on it meanwhile
             raise _ConnectionLost from None
         await slot.done.wait()
         if slot.reply is None:
@@ -244,6 +245,7 @@ class SwimClient:
                     else:
                         reply = await conn.request(group.request(), self._rid())
                 except _ConnectionLost:
+                    await trio.lowlevel.checkpoint()
                     continue
                 if reply.get("type") == "error":
                     raise RequestError(str(reply.get("code")), str(reply.get("message")))
@@ -265,6 +267,7 @@ class SwimClient:
                 msg = {"action": "unsubscribe", "channels": chans}
                 return await conn.request(msg, self._rid())
             except _ConnectionLost:
+                await trio.lowlevel.checkpoint()  # a retry loop must let the session run
                 continue
 
     async def request(self, msg: dict[str, Any]) -> dict[str, Any]:
@@ -275,6 +278,7 @@ class SwimClient:
             try:
                 reply = await conn.request(msg, self._rid())
             except _ConnectionLost:
+                await trio.lowlevel.checkpoint()  # a retry loop must let the session run
                 continue
             if reply.get("type") == "error":
                 raise RequestError(str(reply.get("code")), str(reply.get("message")))
