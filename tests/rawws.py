@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import socket
+import zlib
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -38,30 +39,36 @@ class RawClient:
         self.stream = stream
         self.buf = bytearray()
         self.last_first_byte = 0
+        self.head = b""  # the hub's 101 response head
+        self.compressed = 0  # compressed messages read by `message`
 
     @classmethod
     async def connect(cls, hub: Harness, rcvbuf: int | None = None, *,
-                      tier: str = "system") -> RawClient:
-        return await cls.open(hub.url, hub.keys[tier], rcvbuf)
+                      tier: str = "system", extensions: str | None = None) -> RawClient:
+        return await cls.open(hub.url, hub.keys[tier], rcvbuf, extensions=extensions)
 
     @classmethod
-    async def open(cls, hub_url: str, key: str, rcvbuf: int | None = None) -> RawClient:
-        """Upgrade a plain socket to `hub_url` with `key`; the 101 is checked."""
+    async def open(cls, hub_url: str, key: str, rcvbuf: int | None = None, *,
+                   extensions: str | None = None) -> RawClient:
+        """Upgrade a plain socket to `hub_url` with `key` (offering `extensions`, a
+        Sec-WebSocket-Extensions value); the 101 is checked and kept in `head`."""
         url = urlsplit(hub_url)
         sock = trio.socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         if rcvbuf is not None:  # before connect, so the window is small from the start
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
         await sock.connect((url.hostname, url.port))
         self = cls(trio.SocketStream(sock))
+        offer = f"Sec-WebSocket-Extensions: {extensions}\r\n" if extensions else ""
         await self.stream.send_all(
-            f"GET {url.path} HTTP/1.1\r\nHost: {url.netloc}\r\nUpgrade: websocket\r\n"
-            "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
-            f"Sec-WebSocket-Version: 13\r\nX-SWIM-API-Key: {key}\r\n\r\n"
+            (f"GET {url.path} HTTP/1.1\r\nHost: {url.netloc}\r\nUpgrade: websocket\r\n"
+             "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+             f"Sec-WebSocket-Version: 13\r\nX-SWIM-API-Key: {key}\r\n{offer}\r\n")
             .encode())
         while b"\r\n\r\n" not in self.buf:
             self.buf += await self.stream.receive_some(65536)
         head, _, rest = bytes(self.buf).partition(b"\r\n\r\n")
         assert head.startswith(b"HTTP/1.1 101"), head
+        self.head = head
         self.buf = bytearray(rest)
         return self
 
@@ -117,8 +124,13 @@ class RawClient:
                     return message
 
     async def message(self) -> dict[str, Any]:
+        """The next message, decoded; a compressed one (RSV1) is inflated on its own, with a
+        fresh inflater, as the hub's server_no_context_takeover promises it can be."""
         opcode, payload = await self.frame()
         assert opcode == 1, (opcode, payload)
+        if self.last_first_byte & 0x40:
+            self.compressed += 1
+            payload = zlib.decompressobj(-15).decompress(payload + b"\x00\x00\xff\xff")
         return orjson.loads(payload)
 
 

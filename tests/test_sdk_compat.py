@@ -122,7 +122,7 @@ async def test_python_sdk_flow_unchanged(start_hub: StartHub, nursery: trio.Nurs
         got = await trio.to_thread.run_sync(asyncio.run, sdk())
     head = bytes(sent).split(b"\r\n\r\n", 1)[0].decode()
     assert head.startswith(f"GET /api/swim/v1/ws?api_key={key} HTTP/1.1\r\n")
-    assert "Sec-WebSocket-Extensions: permessage-deflate" in head  # offered, declined
+    assert "Sec-WebSocket-Extensions: permessage-deflate" in head  # offered (and accepted)
     assert "flight.departed" in got["types"] and "system.heartbeat" in got["types"]
     assert got["types"][0] == "connected"
     assert [p[0] for p in got["positions"]] == [f["callsign"] for f in flights]

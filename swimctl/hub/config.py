@@ -52,6 +52,9 @@ class HubConfig:
     # IPv6 /64); more connections from it are closed unread. 0 turns the cap off.
     handshakes_per_address: int = 64
     close_timeout: float = 2.0
+    # Answer a client's permessage-deflate offer (wire/deflate.py): each event is compressed
+    # once and the same frame goes to every client that negotiated it.
+    compression: bool = True
     dedupe_size: int = 100_000
     # Key-cache policy (seconds): positives at most 10 s (and never past the revalidation
     # interval, so revocation stops new connections as fast as open ones), unknown keys briefly.

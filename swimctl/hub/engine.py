@@ -60,6 +60,7 @@ from swimctl.hub.plans import TargetCache
 from swimctl.hub.stats import FeedCycle, HubStats
 from swimctl.stream.base import Appended, Draft, EventLog, LogEvent
 from swimctl.stream.memory import MemoryLog
+from swimctl.wire.encodings import ENCODINGS
 from swimctl.wire.frames import text_frame
 
 log = logging.getLogger("swimctl.hub")
@@ -106,7 +107,8 @@ class Hub:
         self.payload_limit = payload_limit(self.config.max_frame_bytes)
         # The latest complete positions batch, joined from the parts delivered (snapshots).
         self.positions_state = BatchAssembler()
-        self._snapshot_cache: tuple[str, list[bytes]] | None = None
+        # The whole positions snapshot of one batch: (batch id, payloads, frames per encoding).
+        self._snapshot_cache: tuple[str, list[bytes], list[list[bytes] | None]] | None = None
         self.tmi = TmiBook()
         self.stats = HubStats()
         self.started = time.monotonic()
@@ -210,8 +212,16 @@ class Hub:
         """A reply or error to one client, through its outbox. Replies count toward the
         outbox bound like events: a client that asks and never reads is a slow consumer."""
         self.coalescer.flush_for(client)
-        if not client.outbox.push(text_frame(payload), CONTROL):
+        if not client.outbox.push(self.encode_for(client, payload), CONTROL):
             self.slow_consumer(client)
+
+    def encode_for(self, client: Client, payload: bytes) -> bytes:
+        """`payload` framed in the client's encoding, for this client alone."""
+        encoding = client.outbox.encoding
+        frame = ENCODINGS[encoding](payload)
+        if encoding:
+            self.stats.count_deflated(payload, frame)
+        return frame
 
     def _deliver(self, client: Client, frame: bytes, kind: int, batch: str | None = None) -> None:
         """A heartbeat or snapshot: counted in messages_sent, but not a stream event."""
@@ -412,7 +422,8 @@ class Hub:
         if route is not None and state.records:
             batch_id = state.batch_id or ""
             tag = f"snapshot:{batch_id}"
-            for frame in self._positions_snapshot(route, batch_id, now):
+            for frame in self._positions_snapshot(route, batch_id, now,
+                                                  client.outbox.encoding):
                 self._deliver(client, frame, POSITIONS_KIND, tag)
         route = client.subs.route(TMI_ACTIVE)
         if route is not None:
@@ -423,28 +434,38 @@ class Hub:
                 data: dict[str, Any] = {"programs": chunk, "count": len(chunk)}
                 if len(chunks) > 1:
                     data |= {"part": n, "parts": len(chunks)}
-                self._deliver(client, text_frame(Envelope(TMI_ACTIVE, now, data).encode()),
+                self._deliver(client,
+                              self.encode_for(client, Envelope(TMI_ACTIVE, now, data).encode()),
                               EVENT)
 
-    def _positions_snapshot(self, route: tuple[Any, ...], batch_id: str,
-                            now: str) -> list[bytes]:
-        """Snapshot frames for one route; those of the whole batch are built once per batch
-        (a hub restart brings every client back asking for them at once)."""
+    def _positions_snapshot(self, route: tuple[Any, ...], batch_id: str, now: str,
+                            encoding: int) -> list[bytes]:
+        """Snapshot frames for one route in one encoding; those of the whole batch are built
+        (and compressed) once per batch and encoding: a hub restart brings every client back
+        asking for them at once."""
         cached = self._snapshot_cache
         if route is ALL and cached is not None and cached[0] == batch_id:
-            return cached[1]
-        kept = slice_records(route, self.positions_state.records)
-        if not kept:
-            return []
-        extra = {"snapshot": True}
-        measure = envelope_measure(POSITIONS, now, None, batch_id, extra, stream=False)
-        chunks = split_batch(kept, measure, self.payload_limit)
-        label = batch_id if len(chunks) > 1 else None
-        frames = [text_frame(Envelope(POSITIONS, now, part_data(
-            chunk, label, n, len(chunks), extra=extra)).encode())
-            for n, chunk in enumerate(chunks, 1)]
-        if route is ALL:
-            self._snapshot_cache = (batch_id, frames)
+            _, payloads, by_encoding = cached
+        else:
+            kept = slice_records(route, self.positions_state.records)
+            if not kept:
+                return []
+            extra = {"snapshot": True}
+            measure = envelope_measure(POSITIONS, now, None, batch_id, extra, stream=False)
+            chunks = split_batch(kept, measure, self.payload_limit)
+            label = batch_id if len(chunks) > 1 else None
+            payloads = [Envelope(POSITIONS, now, part_data(
+                chunk, label, n, len(chunks), extra=extra)).encode()
+                for n, chunk in enumerate(chunks, 1)]
+            by_encoding = [None] * len(ENCODINGS)
+            if route is ALL:
+                self._snapshot_cache = (batch_id, payloads, by_encoding)
+        frames = by_encoding[encoding]
+        if frames is None:
+            frames = by_encoding[encoding] = [ENCODINGS[encoding](p) for p in payloads]
+        if encoding:
+            for payload, frame in zip(payloads, frames, strict=True):
+                self.stats.count_deflated(payload, frame)
         return frames
 
     def status(self, client: Client) -> dict[str, Any]:
@@ -499,8 +520,15 @@ class Hub:
         age = self.feed_age()
         if age is not None:
             data["feed_age_seconds"] = age
-        frame = text_frame(Envelope(HEARTBEAT, format_ts(), data).encode())
+        payload = Envelope(HEARTBEAT, format_ts(), data).encode()
+        frames: list[bytes | None] = [None] * len(ENCODINGS)
         for client in list(self.clients.values()):
+            encoding = client.outbox.encoding
+            frame = frames[encoding]
+            if frame is None:
+                frame = frames[encoding] = ENCODINGS[encoding](payload)
+            if encoding:
+                self.stats.count_deflated(payload, frame)
             self._deliver(client, frame, EVENT)
 
     async def run_heartbeat(self) -> None:

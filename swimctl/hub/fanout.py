@@ -27,7 +27,7 @@ from swimctl.hub.outbox import POSITIONS as POSITIONS_KIND
 from swimctl.hub.plans import TargetCache, TargetPlan
 from swimctl.hub.stats import HubStats
 from swimctl.stream.base import LogEvent
-from swimctl.wire.frames import ENCODINGS
+from swimctl.wire.encodings import ENCODINGS
 
 
 class FanOut:
@@ -43,6 +43,14 @@ class FanOut:
         client.messages_sent += 1
         if not client.outbox.push(frame, kind, batch):
             self.on_slow(client)
+
+    def frame(self, event: LogEvent, encoding: int, deliveries: int = 1) -> bytes:
+        """`event`'s shared frame in `encoding`, for `deliveries` clients (counted, when
+        compressed, in the before/after byte totals)."""
+        frame = event.frame(encoding)
+        if encoding:
+            self.stats.count_deflated(event.payload, frame, deliveries)
+        return frame
 
     # -- events (not positions) ----------------------------------------------------------------
 
@@ -105,7 +113,7 @@ class FanOut:
                 continue
             delivered += 1
             client.messages_sent += 1
-            if not outbox.push(event.frame(outbox.encoding), EVENT):
+            if not outbox.push(self.frame(event, outbox.encoding), EVENT):
                 self.on_slow(client)
         return delivered
 
@@ -122,7 +130,8 @@ class FanOut:
         for encoding, fds in enumerate(plan.fast_fds):
             if not fds:
                 continue
-            frames = by_encoding[encoding] = [event.frame(encoding) for event in events]
+            frames = by_encoding[encoding] = [self.frame(event, encoding, len(fds))
+                                              for event in events]
             frame = frames[0] if count == 1 else b"".join(frames)
             size = len(frame)
             short: list[tuple[int, int]] | None = None
@@ -153,10 +162,13 @@ class FanOut:
             plan.fast_bytes[encoding] += size
         plan.fast_events += count
         for client, outbox, _ in plan.slow:
-            queued = by_encoding[outbox.encoding]
+            encoding = outbox.encoding
+            queued = by_encoding[encoding]
             if queued is None:
-                queued = by_encoding[outbox.encoding] = [e.frame(outbox.encoding)
-                                                         for e in events]
+                queued = by_encoding[encoding] = [e.frame(encoding) for e in events]
+            if encoding:
+                for event, frame in zip(events, queued, strict=True):
+                    self.stats.count_deflated(event.payload, frame)
             client.messages_sent += count
             if not all([outbox.push(one, EVENT) for one in queued]):
                 self.on_slow(client)
@@ -192,8 +204,8 @@ class FanOut:
                 continue
             delivered += 1
             client.messages_sent += 1
-            if not client.outbox.push(source.frame(client.outbox.encoding), POSITIONS_KIND,
-                                      tag):
+            if not client.outbox.push(self.frame(source, client.outbox.encoding),
+                                      POSITIONS_KIND, tag):
                 self.on_slow(client)
         self.stats.deliveries += delivered
 
@@ -228,9 +240,10 @@ class FanOut:
                         event, route, positions if isinstance(positions, list) else [])
                 if source is None:
                     continue
-                self.push(client, source.frame(encoding), POSITIONS_KIND, positions_tag(event))
+                self.push(client, self.frame(source, encoding), POSITIONS_KIND,
+                          positions_tag(event))
             elif route is ALL or any(f.accepts(event.type, event.data) for f in route):
-                self.push(client, event.frame(encoding), EVENT)
+                self.push(client, self.frame(event, encoding), EVENT)
             else:
                 continue
             sent += 1

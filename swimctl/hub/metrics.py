@@ -30,6 +30,7 @@ from swimctl.hub.engine import Hub
 from swimctl.hub.health import Watched
 from swimctl.hub.usage import UsageMeter
 from swimctl.keys.records import TIERS
+from swimctl.wire.encodings import DEFLATE
 
 log = logging.getLogger("swimctl.metrics")
 
@@ -56,13 +57,27 @@ class HubCollector(Collector):
         tiers: dict[str, int] = {"public": 0, "developer": 0, "partner": 0, "system": 0}
         queued = 0
         live_bytes = 0
+        compressing = 0
         for client in hub.clients.values():
             tiers[client.tier] = tiers.get(client.tier, 0) + 1
             queued += client.outbox.queued_bytes
             live_bytes += client.outbox.bytes_sent
+            compressing += client.outbox.encoding == DEFLATE
         for tier, count in tiers.items():
             by_tier.add_metric([tier], count)
         yield by_tier
+        yield GaugeMetricFamily("swim_compressed_connections",
+                                "Open connections that negotiated permessage-deflate",
+                                value=compressing)
+        yield GaugeMetricFamily("swim_compressed_connections_ratio",
+                                "Share of open connections that negotiated permessage-deflate",
+                                value=compressing / len(hub.clients) if hub.clients else 0.0)
+        yield CounterMetricFamily("swim_compression_plain_bytes",
+                                  "Frames to compressing clients: their bytes had they gone "
+                                  "plain", value=stats.deflate_plain_bytes)
+        yield CounterMetricFamily("swim_compression_wire_bytes",
+                                  "Frames to compressing clients: their bytes as sent (small "
+                                  "ones go plain)", value=stats.deflate_wire_bytes)
         events = CounterMetricFamily("swim_events", "Events published into the stream by type",
                                      labels=["type"])
         for etype, count in sorted(stats.events.items()):

@@ -16,7 +16,7 @@ from itertools import islice
 
 import trio
 
-from swimctl.wire.frames import PLAIN
+from swimctl.wire.encodings import PLAIN
 
 # What a queued chunk is, for the slow-client policy. Every kind counts toward the bound.
 CONTROL = 0  # the 101, replies, pongs, close frames: never replaced, queued even after close

@@ -4,7 +4,7 @@ A plan splits the subscribers of one event type by how much work their filters n
 
 - unfiltered (route ALL, or any route for types every filter passes): each gets the event.
   Those whose socket was writable straight away when the plan was made sit in `fast_fds`,
-  plain lists of file descriptors, one per wire encoding (wire/frames.py): the fan-out loop
+  plain lists of file descriptors, one per wire encoding (wire/encodings.py): the fan-out loop
   writes the shared frame of that encoding to each without
   touching a client or outbox object. Touching them costs a cache miss or two per client
   after each system call (about 1 µs of 5–6 at 1,000 clients), which is most of what the hub
@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 from swimctl.core.channels import is_hub_only
 from swimctl.core.routing import ALL
 from swimctl.hub.outbox import Demotions
-from swimctl.wire.frames import ENCODINGS
+from swimctl.wire.encodings import ENCODINGS
 
 if TYPE_CHECKING:
     from swimctl.hub.client import Client

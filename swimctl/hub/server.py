@@ -39,6 +39,8 @@ from swimctl.hub.dispatch import Dispatcher
 from swimctl.hub.engine import Hub
 from swimctl.hub.outbox import CONTROL, Outbox
 from swimctl.hub.seats import LocalSeats, Seats, SeatsUnavailable
+from swimctl.wire.deflate import negotiate
+from swimctl.wire.encodings import DEFLATE
 from swimctl.wire.frames import text_frame
 from swimctl.wire.websocket import (
     FrameReader,
@@ -219,8 +221,13 @@ class HubServer:
             await self._refuse_http(stream, outbox, 404,
                                     "not found: the SWIM endpoint is " + WS_PATH)
             return
-        outbox.push(accept_response(checked.key), CONTROL)
-        link = Link(stream, outbox, FrameReader(HARD_MESSAGE_LIMIT), self.config.close_timeout)
+        extensions = negotiate(checked.headers) if self.config.compression else None
+        if extensions is not None:
+            outbox.encoding = DEFLATE  # before the client joins: plans file it under this
+        outbox.push(accept_response(checked.key, extensions), CONTROL)
+        link = Link(stream, outbox,
+                    FrameReader(HARD_MESSAGE_LIMIT, deflate=extensions is not None),
+                    self.config.close_timeout)
         client_id = "client_" + secrets.token_hex(8)
         if self.hub.shutting_down:
             link.send_close(CLOSE_GOING_AWAY, "hub shutting down")

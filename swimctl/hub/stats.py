@@ -9,6 +9,8 @@ from typing import Any
 
 import attrs
 
+from swimctl.wire.encodings import plain_size
+
 FANOUT_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
                   0.25, 0.5, 1.0)
 
@@ -67,6 +69,10 @@ class HubStats:
     fanout: Histogram = attrs.field(factory=Histogram)
     bytes_sent_closed: int = 0  # bytes sent by connections that have gone
     direct_bytes: int = 0  # bytes of events written by fan-out's fast path (hub/plans.py)
+    # Frames handed to clients that negotiated permessage-deflate: their bytes as plain
+    # frames, and as they went out (small ones stay plain, so the two meet there).
+    deflate_plain_bytes: int = 0
+    deflate_wire_bytes: int = 0
 
     events: Counter[str] = attrs.field(factory=Counter)
     deliveries: int = 0
@@ -86,6 +92,11 @@ class HubStats:
     feed_cycles: int = 0
     last_cycle: FeedCycle | None = None
     broker: BrokerState | None = None
+
+    def count_deflated(self, payload: bytes, frame: bytes, deliveries: int = 1) -> None:
+        """`deliveries` copies of `frame`, the deflate encoding of `payload`, handed out."""
+        self.deflate_plain_bytes += plain_size(payload) * deliveries
+        self.deflate_wire_bytes += len(frame) * deliveries
 
     def observe_fanout(self, seconds: float) -> None:
         """One fan-out step (one event, or a coalesced burst)."""

@@ -33,7 +33,7 @@ import attrs
 import orjson
 
 from swimctl.core.model import Envelope
-from swimctl.wire.frames import ENCODINGS, PLAIN
+from swimctl.wire.encodings import ENCODINGS, PLAIN
 
 _ALPHABET = string.ascii_lowercase + string.digits
 

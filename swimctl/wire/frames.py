@@ -1,15 +1,10 @@
 """Server WebSocket frames (RFC 6455) built once: unmasked, so the same bytes serve every
-client that uses the same encoding.
-
-An encoding turns an event's payload into its frame. `PLAIN` is the one every client takes;
-the fan-out keeps one list of clients per encoding (hub/plans.py), and an event caches its
-frame per encoding (stream/base.py LogEvent.frame).
+client that uses the same encoding (wire/encodings.py).
 """
 
 from __future__ import annotations
 
 import struct
-from collections.abc import Callable
 
 OP_CONTINUATION = 0x0
 OP_TEXT = 0x1
@@ -19,7 +14,7 @@ OP_PING = 0x9
 OP_PONG = 0xA
 
 
-def _header(first: int, n: int) -> bytes:
+def frame_header(first: int, n: int) -> bytes:
     if n < 126:
         return bytes((first, n))
     if n < 65536:
@@ -29,12 +24,12 @@ def _header(first: int, n: int) -> bytes:
 
 def text_frame(payload: bytes) -> bytes:
     """One final text frame carrying `payload` (already UTF-8 JSON)."""
-    return _header(0x80 | OP_TEXT, len(payload)) + payload
+    return frame_header(0x80 | OP_TEXT, len(payload)) + payload
 
 
 def control_frame(opcode: int, payload: bytes = b"") -> bytes:
     """A ping, pong or close frame (payload at most 125 bytes)."""
-    return _header(0x80 | opcode, len(payload)) + payload
+    return frame_header(0x80 | opcode, len(payload)) + payload
 
 
 def close_frame(code: int | None, reason: str = "") -> bytes:
@@ -49,7 +44,3 @@ def close_frame(code: int | None, reason: str = "") -> bytes:
         except UnicodeDecodeError:
             body = body[:-1]
     return control_frame(OP_CLOSE, body)
-
-
-PLAIN = 0
-ENCODINGS: tuple[Callable[[bytes], bytes], ...] = (text_frame,)

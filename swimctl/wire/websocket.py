@@ -18,6 +18,7 @@ from typing import Any
 
 import attrs
 
+from swimctl.wire.deflate import InflateError, TooBig, inflate
 from swimctl.wire.frames import OP_BINARY, OP_CLOSE, OP_CONTINUATION, OP_PING, OP_PONG, OP_TEXT
 
 GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
@@ -177,14 +178,20 @@ class FrameReader:
     raises Violation with the close code the hub must send.
 
     Slotted and small: an idle connection holds one of these and an empty buffer.
+
+    `deflate`: the connection negotiated permessage-deflate, so a data message may come
+    compressed (RSV1 on its first frame); it is inflated on its own (wire/deflate.py) and
+    `max_message` bounds its inflated size too.
     """
 
-    __slots__ = ("_buffer", "_limit", "_opcode", "_parts", "_size")
+    __slots__ = ("_buffer", "_compressed", "_deflate", "_limit", "_opcode", "_parts", "_size")
 
-    def __init__(self, max_message: int) -> None:
+    def __init__(self, max_message: int, *, deflate: bool = False) -> None:
         self._limit = max_message
+        self._deflate = deflate
         self._buffer = bytearray()
         self._opcode: int | None = None  # of the data message being reassembled
+        self._compressed = False  # the message being reassembled came with RSV1
         self._parts: list[bytes] = []
         self._size = 0
 
@@ -218,7 +225,7 @@ class FrameReader:
             mask = bytes(buffer[pos + head:pos + head + 4])
             payload = unmask(memoryview(buffer)[pos + head + 4:pos + total], mask)
             pos += total
-            message = self._frame(first & 0x80, opcode, payload)
+            message = self._frame(first & 0x80, opcode, payload, first & 0x40)
             if message is not None:
                 out.append(message)
         if pos:
@@ -226,8 +233,12 @@ class FrameReader:
         return out
 
     def _check_header(self, first: int, second: int, opcode: int, length: int) -> None:
-        if first & 0x70:
-            raise Violation(CLOSE_PROTOCOL_ERROR, "reserved bits set without an extension")
+        # RSV1 is permessage-deflate's, on the first frame of a data message only
+        if first & 0x70 and not (self._deflate and first & 0x70 == 0x40
+                                 and opcode in (OP_TEXT, OP_BINARY)):
+            raise Violation(CLOSE_PROTOCOL_ERROR,
+                            "reserved bits set without an extension" if not self._deflate
+                            else "reserved bits set outside a compressed message's start")
         if not second & 0x80:
             raise Violation(CLOSE_PROTOCOL_ERROR, "client frames must be masked")
         if opcode >= 0x8:
@@ -249,7 +260,8 @@ class FrameReader:
         if self._size + length > self._limit:
             raise Violation(CLOSE_TOO_BIG, f"message over {self._limit} bytes")
 
-    def _frame(self, fin: int, opcode: int, payload: bytes) -> tuple[int, Any] | None:
+    def _frame(self, fin: int, opcode: int, payload: bytes,
+               rsv1: int = 0) -> tuple[int, Any] | None:
         if opcode == OP_PING:
             return PING, payload
         if opcode == OP_PONG:
@@ -258,6 +270,7 @@ class FrameReader:
             return CLOSE, parse_close(payload)
         if opcode != OP_CONTINUATION:
             self._opcode = opcode
+            self._compressed = bool(rsv1)
         self._parts.append(payload)
         self._size += len(payload)
         if not fin:
@@ -265,6 +278,14 @@ class FrameReader:
         kind = self._opcode
         whole = self._parts[0] if len(self._parts) == 1 else b"".join(self._parts)
         self._opcode, self._parts, self._size = None, [], 0
+        if self._compressed:
+            self._compressed = False
+            try:
+                whole = inflate(whole, self._limit)
+            except TooBig as exc:
+                raise Violation(CLOSE_TOO_BIG, str(exc)) from None
+            except InflateError as exc:
+                raise Violation(CLOSE_INVALID_DATA, str(exc)) from None
         if kind == OP_BINARY:
             return BINARY, whole
         try:
