@@ -69,14 +69,18 @@ def pct(values: list[float] | array, q: float) -> float:
 class Side:
     """One server (hub or peer) and the load-generator processes connected to it."""
 
-    def __init__(self, kind: str, n: int, procs: int, pin: bool) -> None:
+    def __init__(self, kind: str, n: int, procs: int, pin: bool, *,
+                 server_option: Any = None, deflate: bool = False) -> None:
+        """`server_option`: the hub's HubConfig overrides or the peer's `compression`;
+        `deflate`: the clients offer permessage-deflate (bench/compression.py)."""
         self.kind, self.n = kind, n
         self.pipe, child = CTX.Pipe()
-        target = hub_main if kind == "hub" else peer_main
+        target = hub_main if kind.startswith("hub") else peer_main
         cpus = sorted(os.sched_getaffinity(0))
         server_cpus = {cpus[0]} if pin and len(cpus) > 1 else None
         client_cpus = set(cpus[1:]) if server_cpus else None
-        self.proc = CTX.Process(target=target, args=(child, server_cpus), daemon=True)
+        self.proc = CTX.Process(target=target, args=(child, server_cpus, server_option),
+                                daemon=True)
         self.proc.start()
         tag, info = self.pipe.recv()
         assert tag == "ready", tag
@@ -85,7 +89,8 @@ class Side:
         for _ in range(procs):
             parent, child = CTX.Pipe()
             proc = CTX.Process(target=client_main,
-                               args=(child, "127.0.0.1", self.port, self.key, client_cpus),
+                               args=(child, "127.0.0.1", self.port, self.key, client_cpus,
+                                     deflate),
                                daemon=True)
             proc.start()
             self.clients.append((parent, proc))
@@ -145,6 +150,9 @@ class Side:
         out = {
             "side": self.kind, "workload": cmd, "n": self.n, "params": params,
             "published": published, "deliveries": deliveries, "wall_s": wall,
+            "positions_bytes": sum(r.get("positions_bytes", 0) for r in reports),
+            "positions_deliveries": sum(r.get("positions_deliveries", 0) for r in reports),
+            "compressed_frames": sum(r.get("compressed_frames", 0) for r in reports),
             "server_cpu_s": cpu,
             "deliveries_per_s": deliveries / wall if wall else 0.0,
             "cpu_us_per_delivery": cpu / deliveries * 1e6 if deliveries else 0.0,

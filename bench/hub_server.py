@@ -119,7 +119,7 @@ async def _control(pipe: Connection, handle: Any, key: str) -> None:
         }))
 
 
-async def _main(pipe: Connection) -> None:
+async def _main(pipe: Connection, overrides: dict[str, Any]) -> None:
     from swimctl.hub.config import HubConfig
     from swimctl.hub.service import ServeOptions, run_service
     from swimctl.keys import DEFAULT_TIER_CAPS, KeyStore
@@ -128,7 +128,8 @@ async def _main(pipe: Connection) -> None:
     db_url = f"sqlite:///{tmp}/keys.db"
     key, _ = KeyStore(db_url).create("system", "fan-out benchmark")
     caps = {**DEFAULT_TIER_CAPS, "system": 1_000_000}
-    config = HubConfig(port=0, db_url=db_url, heartbeat_interval=3600.0, tier_caps=caps)
+    config = HubConfig(**{"port": 0, "db_url": db_url, "heartbeat_interval": 3600.0,
+                          "tier_caps": caps, **overrides})
     async with trio.open_nursery() as nursery:
         handle = await nursery.start(run_service, ServeOptions(config=config,
                                                                load_geography=False))
@@ -136,10 +137,11 @@ async def _main(pipe: Connection) -> None:
         nursery.cancel_scope.cancel()
 
 
-def hub_main(pipe: Connection, cpus: set[int] | None = None) -> None:
-    """Entry point of the hub process."""
+def hub_main(pipe: Connection, cpus: set[int] | None = None,
+             overrides: dict[str, Any] | None = None) -> None:
+    """Entry point of the hub process; `overrides`: HubConfig fields (compression=False)."""
     from loadgen import pin, raise_nofile
 
     pin(cpus)
     raise_nofile()
-    trio.run(_main, pipe)
+    trio.run(_main, pipe, overrides or {})

@@ -14,6 +14,7 @@ import resource
 import select
 import socket
 import time
+import zlib
 from array import array
 from multiprocessing.connection import Connection
 from typing import Any
@@ -51,8 +52,8 @@ def client_frame(payload: bytes, opcode: int = 1) -> bytes:
 
 
 class Conn:
-    __slots__ = ("buf", "close_code", "filtered", "index", "last_seq", "need", "phase_seen",
-                 "sock", "state")
+    __slots__ = ("buf", "close_code", "filtered", "index", "inflater", "last_seq", "need",
+                 "phase_seen", "sock", "state")
 
     def __init__(self, sock: socket.socket, index: int) -> None:
         self.sock = sock
@@ -64,11 +65,16 @@ class Conn:
         self.phase_seen = -1
         self.close_code: int | None = None
         self.filtered = False
+        # permessage-deflate: one inflater per connection, kept across messages, so a server
+        # that keeps its context (websockets' default) decodes as well as one that does not
+        self.inflater: Any = None
 
 
 class LoadGen:
-    def __init__(self, pipe: Connection, host: str, port: int, key: str) -> None:
+    def __init__(self, pipe: Connection, host: str, port: int, key: str,
+                 deflate: bool = False) -> None:
         self.pipe = pipe
+        self.deflate = deflate  # offer permessage-deflate, as websockets and browsers do
         self.host, self.port, self.key = host, port, key
         self.ep = select.epoll()
         self.conns: dict[int, Conn] = {}
@@ -84,6 +90,9 @@ class LoadGen:
         self.parse_errors = 0
         self.unfiltered_counts: dict[int, int] = {}
         self.done = 0
+        self.positions_bytes = 0  # wire bytes (header included) of flight.positions frames
+        self.positions_deliveries = 0  # batches (or slices) whole, however many parts
+        self.compressed_frames = 0
 
     # -- connecting --------------------------------------------------------------------------
 
@@ -91,7 +100,10 @@ class LoadGen:
         return (f"GET {WS_PATH} HTTP/1.1\r\nHost: {self.host}:{self.port}\r\n"
                 "Upgrade: websocket\r\nConnection: Upgrade\r\n"
                 "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
-                f"X-SWIM-API-Key: {self.key}\r\n\r\n").encode()
+                f"X-SWIM-API-Key: {self.key}\r\n"
+                + ("Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n"
+                   if self.deflate else "")
+                + "\r\n").encode()
 
     def connect(self, indices: list[int], window: int = 200, timeout: float = 120.0) -> int:
         """Open, upgrade and subscribe (unfiltered) every connection, `window` at a time."""
@@ -186,12 +198,18 @@ class LoadGen:
                 conn.need = end - off
                 break
             payload = bytes(buf[off + hdr:end])
+            wire = end - off
             off = end
             opcode = b0 & 0x0F
+            if b0 & 0x40 and opcode == 1:  # RSV1: a compressed message
+                if conn.inflater is None:
+                    conn.inflater = zlib.decompressobj(-15)
+                payload = conn.inflater.decompress(payload + b"\x00\x00\xff\xff")
+                self.compressed_frames += 1
             if not b0 & 0x80 or opcode not in (1, 8, 9, 10):
                 self.parse_errors += 1
             elif opcode == 1:
-                self.message(conn, payload, now)
+                self.message(conn, payload, now, wire)
             elif opcode == 8:
                 conn.close_code = int.from_bytes(payload[:2], "big") if payload else 1005
             elif opcode == 9:
@@ -203,7 +221,7 @@ class LoadGen:
             if size - off < 2:
                 conn.need = 0
 
-    def message(self, conn: Conn, payload: bytes, now: float) -> None:
+    def message(self, conn: Conn, payload: bytes, now: float, wire: int = 0) -> None:
         try:
             msg = orjson.loads(payload)
             etype = msg["type"]
@@ -224,6 +242,11 @@ class LoadGen:
             data = msg.get("data")
             if etype == "system.heartbeat" or not isinstance(data, dict):
                 return
+            if etype == "flight.positions":
+                self.positions_bytes += wire
+                if data.get("part", 1) != data.get("parts", 1):
+                    return  # a batch in parts (64 KiB frames): one delivery, on its last part
+                self.positions_deliveries += 1
             self.deliveries += 1
             t = data.get("t")
             if t:
@@ -248,6 +271,9 @@ class LoadGen:
         return {
             "deliveries": self.deliveries,
             "bytes": self.bytes,
+            "positions_bytes": self.positions_bytes,
+            "positions_deliveries": self.positions_deliveries,
+            "compressed_frames": self.compressed_frames,
             "lat": self.lat.tobytes(),
             "order_errors": self.order_errors,
             "parse_errors": self.parse_errors,
@@ -284,11 +310,11 @@ class LoadGen:
 
 
 def client_main(pipe: Connection, host: str, port: int, key: str,
-                cpus: set[int] | None = None) -> None:
+                cpus: set[int] | None = None, deflate: bool = False) -> None:
     """Entry point of one load-generator process."""
     pin(cpus)
     raise_nofile()
     # The harness must not steal the server's CPU: on a 2-core box, clients at nice 10 make
     # fan-out wall times (and latency) reflect the server, not the scheduler.
     os.nice(10)
-    LoadGen(pipe, host, port, key).run()
+    LoadGen(pipe, host, port, key, deflate).run()

@@ -162,19 +162,21 @@ async def _control(pipe: Connection, peer: Peer, port: int) -> None:
         }))
 
 
-async def _main(pipe: Connection) -> None:
+async def _main(pipe: Connection, compression: str | None) -> None:
     peer = Peer()
-    async with serve(peer.handler, "127.0.0.1", 0, compression=None, ping_interval=None,
+    async with serve(peer.handler, "127.0.0.1", 0, compression=compression, ping_interval=None,
                      backlog=4096, max_queue=4) as server:
         port = next(iter(server.sockets)).getsockname()[1]
         await _control(pipe, peer, port)
 
 
-def peer_main(pipe: Connection, cpus: set[int] | None = None) -> None:
-    """Entry point of the peer process."""
+def peer_main(pipe: Connection, cpus: set[int] | None = None,
+              compression: str | None = None) -> None:
+    """Entry point of the peer process. `compression="deflate"`: websockets' default
+    permessage-deflate, a compressor per connection (bench/compression.py)."""
     from loadgen import pin, raise_nofile
 
     pin(cpus)
     raise_nofile()
     logging.getLogger("websockets").setLevel(logging.CRITICAL)
-    asyncio.run(_main(pipe))
+    asyncio.run(_main(pipe, compression))
