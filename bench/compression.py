@@ -19,7 +19,8 @@ lifecycle events at a steady rate; `blast`, lifecycle events back to back. Figur
 per delivery from /proc; wire bytes per positions delivery (a batch in parts counts once, with
 all its parts' bytes) counted by the clients; publish -> delivery latency seen by the clients
 (who inflate on the same machine) and the server's own fan-out time (publish -> the last
-client's bytes handed to its socket); idle RSS per connection. Results go to bench/results/compression-<mode>-<time>.json and .md.
+client's bytes handed to its socket); idle RSS per connection. Results go to
+bench/results/compression-<mode>-<time>.json and .md.
 """
 
 from __future__ import annotations
