@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -215,17 +216,89 @@ def _serve_options() -> set[str]:
     }
 
 
+UNITS = ("deploy/swimctl.service", "deploy/swimctl@.service")
+
+
 def test_deploy_files_use_real_options_and_env_vars() -> None:
-    """The unit and docs/deploy.md name only SWIM_* vars and serve options that exist."""
-    unit = (ROOT / "deploy" / "swimctl.service").read_text(encoding="utf-8")
+    """The units and docs/deploy.md name only SWIM_* vars and serve options that exist."""
     doc = (ROOT / "docs" / "deploy.md").read_text(encoding="utf-8")
+    units = {rel: (ROOT / rel).read_text(encoding="utf-8") for rel in UNITS}
     known_env = _cli_envvars()
-    for source, text in (("deploy/swimctl.service", unit), ("docs/deploy.md", doc)):
+    for source, text in (*units.items(), ("docs/deploy.md", doc)):
         named = set(re.findall(r"\bSWIM_[A-Z_]+\b", text)) - {"SWIM_TEST_FRESH_VENV"}
         unknown = sorted(named - known_env)
         assert not unknown, f"{source} names env vars the CLI does not read: {unknown}"
-    [exec_start] = [ln for ln in unit.splitlines() if ln.startswith("ExecStart=")]
-    assert exec_start.split("=", 1)[1].split()[:2] == ["/opt/swimctl/bin/swimctl", "serve"]
-    used = {tok for tok in exec_start.split() if tok.startswith("--")}
-    assert used <= _serve_options(), sorted(used - _serve_options())
-    assert "deploy/swimctl.service" in doc and "deploy/nginx.conf" in doc
+    for source, unit in units.items():
+        [exec_start] = [ln for ln in unit.splitlines() if ln.startswith("ExecStart=")]
+        argv = exec_start.split("=", 1)[1].split()
+        assert argv[:2] == ["/opt/swimctl/bin/swimctl", "serve"], source
+        used = {tok for tok in argv if tok.startswith("--")}
+        assert used <= _serve_options(), (source, sorted(used - _serve_options()))
+        assert source in doc, f"docs/deploy.md does not mention {source}"
+    assert "deploy/nginx.conf" in doc
+
+
+def _unit_settings(text: str) -> dict[str, list[str]]:
+    settings: dict[str, list[str]] = {}
+    for line in text.splitlines():
+        if "=" in line and not line.startswith(("#", ";", "[")):
+            name, value = line.split("=", 1)
+            settings.setdefault(name.strip(), []).append(value.strip())
+    return settings
+
+
+def test_template_unit_matches_the_rolling_restart_recipe() -> None:
+    """deploy/swimctl@.service: on a broker, a stop timeout above the 20 s a drain may take,
+    and the ports nginx.conf and the restart loop in docs/deploy.md expect (809N, 910N)."""
+    unit = (ROOT / "deploy" / "swimctl@.service").read_text(encoding="utf-8")
+    settings = _unit_settings(unit)
+    env = dict(value.split("=", 1) for value in settings["Environment"])
+    assert env["SWIM_BROKER"].startswith("redis://")
+    assert settings["KillSignal"] == ["SIGTERM"]
+    assert float(settings["TimeoutStopSec"][0]) > 20  # the drain's worst case (service.py)
+    [exec_start] = settings["ExecStart"]
+    argv = exec_start.split()
+    assert argv[argv.index("--port") + 1] == "809%i"
+    assert argv[argv.index("--metrics-port") + 1] == "910%i"
+    assert "--feed" in argv
+    nginx = (ROOT / "deploy" / "nginx.conf").read_text(encoding="utf-8")
+    for n in (1, 2, 3):
+        assert f"server 127.0.0.1:809{n} " in nginx, f"nginx.conf lacks hub {n} (809{n})"
+    doc = (ROOT / "docs" / "deploy.md").read_text(encoding="utf-8")
+    assert 'systemctl restart "swimctl@$i"' in doc
+    assert '"http://127.0.0.1:910$i/healthz"' in doc
+
+
+def _systemd_analyze_version() -> int | None:
+    tool = shutil.which("systemd-analyze")
+    if tool is None:
+        return None
+    try:
+        out = subprocess.run([tool, "--version"], capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    found = re.match(r"systemd (\d+)", out.stdout)
+    return int(found.group(1)) if found else None
+
+
+@pytest.mark.parametrize("rel", UNITS)
+def test_units_pass_systemd_analyze_verify(rel: str, tmp_path: Path) -> None:
+    """A lint: `systemd-analyze verify` finds no unknown key, bad value or bad specifier.
+    The units use settings of systemd 247+ (ProtectProc=), so an older one would warn about
+    keys the file has right; it runs on 250+. It needs no running systemd, but it does check
+    that the executables exist, so /opt/swimctl/bin/swimctl becomes a stub here."""
+    version = _systemd_analyze_version()
+    if version is None or version < 250:
+        pytest.skip(f"systemd-analyze 250+ not available (found {version})")
+    stub = tmp_path / "bin" / "swimctl"
+    stub.parent.mkdir()
+    stub.write_text("#!/bin/sh\n")
+    stub.chmod(0o755)
+    text = (ROOT / rel).read_text(encoding="utf-8")
+    unit = tmp_path / Path(rel).name
+    unit.write_text(text.replace("/opt/swimctl/bin/swimctl", str(stub)), encoding="utf-8")
+    run = subprocess.run(["systemd-analyze", "verify", "--man=no", str(unit)],
+                         capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    # It exits 0 on mere warnings (an unknown key is "ignoring"): any line about the file fails.
+    about_unit = [ln for ln in (run.stdout + run.stderr).splitlines() if unit.name in ln]
+    assert run.returncode == 0 and not about_unit, run.stdout + run.stderr
