@@ -8,6 +8,7 @@ import signal
 from pathlib import Path
 from typing import Any
 
+import httpx
 import trio
 
 from tests.fleet import INTERVAL, TTL, fleet, lifecycle_problems
@@ -72,6 +73,12 @@ async def test_a_paused_leader_cannot_publish_after_the_takeover(
         await trio.sleep(3)
         assert await f.leaders() == [successor]
         assert lifecycle_problems(events) == []
+        # the deposed hub runs no feed: it reports no feed age (no false SwimFeedStale)
+        async with httpx.AsyncClient(timeout=5) as http:
+            deposed = await http.get(f"http://127.0.0.1:{f.metrics[leader]}/metrics")
+            running = await http.get(f"http://127.0.0.1:{f.metrics[successor]}/metrics")
+        assert "swim_feed_age_seconds " in running.text
+        assert "swim_feed_age_seconds" not in deposed.text
 
 
 async def test_sigterm_drains_in_waves_and_hands_the_feed_over_at_once(

@@ -193,12 +193,14 @@ class RedisLease:
                     return
         except (trio.TooSlowError, coredis.exceptions.RedisError, OSError):
             return  # the event log reports the broker; try again next round
+        before = self.leader_seen
         self._value = f"{self.holder}#{token}"
         self._renewed = trio.current_time()
         self.leader_seen = self._value
         self.terms += 1
-        log.info("%s: this hub leads now (lease %s, token %d)", self.source, self._lease,
-                 token)
+        log.info("%s: this hub leads now (lease %s, token %d; %s)", self.source, self._lease,
+                 token, f"the last leader seen was {before}" if before else
+                 "no other leader seen")
         self._lost = trio.Event()
         self._gained.set()
 

@@ -164,6 +164,10 @@ async def run_feed(
             await _run_source(runner, spec, loop, fetch_timeout, sim, trio.TASK_STATUS_IGNORED)
         except LogFenced:
             lead.give_up("a publish was refused: the lease is another hub's")
+        finally:
+            # A hub that stopped leading has no feed of its own: it must not go on reporting
+            # a growing feed age (and trip SwimFeedStale) while another hub runs the feed.
+            hub.feed_time = None
 
     await lead.while_leading(term)
 
