@@ -63,6 +63,9 @@ class FakeHub:
         assert update_time.tzinfo is not None and update_time.utcoffset() == dt.timedelta(0)
         self.calls.append(("feed_updated", update_time))
 
+    def feed_stopped(self) -> None:
+        self.calls.append(("feed_stopped", None))
+
     def feed_cycle(self, cycle: FeedCycle) -> None:
         self.cycles.append(cycle)
 

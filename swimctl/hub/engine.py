@@ -373,6 +373,10 @@ class Hub:
     def feed_updated(self, update_time: dt.datetime) -> None:
         self.feed_time = update_time
 
+    def feed_stopped(self) -> None:
+        """This hub no longer runs the feed (another hub leads it): it has no feed age."""
+        self.feed_time = None
+
     def feed_cycle(self, cycle: FeedCycle) -> None:
         """What the feed's last cycle brought (for `swimctl top` and /metrics)."""
         self.stats.last_cycle = cycle

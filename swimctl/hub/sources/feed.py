@@ -98,6 +98,8 @@ class FeedHub(Protocol):
 
     def feed_updated(self, update_time: dt.datetime) -> None: ...
 
+    def feed_stopped(self) -> None: ...
+
     def feed_cycle(self, cycle: FeedCycle) -> None: ...
 
 
@@ -167,7 +169,7 @@ async def run_feed(
         finally:
             # A hub that stopped leading has no feed of its own: it must not go on reporting
             # a growing feed age (and trip SwimFeedStale) while another hub runs the feed.
-            hub.feed_time = None
+            hub.feed_stopped()
 
     await lead.while_leading(term)
 
