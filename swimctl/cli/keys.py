@@ -256,7 +256,7 @@ def revoke(
     key_id: str = typer.Argument(..., metavar="ID", help="Key id to revoke."),
     db: str = DbOption,
 ) -> None:
-    """Revoke a key: the hub refuses it once its cache entry lapses (60 s at most)."""
+    """Revoke a key: running hubs refuse it and close its connections within 10 s."""
     ident = _parse_id(key_id)
     store = _store(db, create=False)
     with _errors():
