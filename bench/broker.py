@@ -1,6 +1,6 @@
 """Several hubs on one Redis (issue 15): what `serve --broker` costs beside the in-process stream.
 
-    python bench/broker.py              # 3 repetitions, about 3-4 minutes
+    python bench/broker.py              # 5 repetitions, about 3-4 minutes
     python bench/broker.py --reps 1     # one repetition
 
 Starts, on 127.0.0.1 only, a redis-server of its own on a free port (tests/redis_server.py)
@@ -74,12 +74,31 @@ HUB_ARGS = ["--tier-limit", "system=100000", "--handshakes-per-address", "0",
 # -- the subscribers: loadgen's clients, with a published marker ending each phase -------------
 
 
+UID = b'"flight_uid":'
+
+
 class MarkedLoadGen(LoadGen):
-    """bench/loadgen.py's client; the phase's end is a published `bench_mark` event."""
+    """bench/loadgen.py's client; the phase's end is a published `bench_mark` event. It also
+    keeps, per event (`flight_uid`), the earliest receive time minus `t` over its
+    connections: the latency to the first subscriber, without the fan-out's spread."""
+
+    def reset_phase(self) -> None:
+        super().reset_phase()
+        self.first: dict[int, float] = {}
+
+    def report(self) -> dict[str, Any]:
+        return {**super().report(), "first": self.first}
 
     def message(self, conn: Conn, payload: bytes, now: float) -> None:
         if MARK_FIELD not in payload:
+            count = len(self.lat)
             super().message(conn, payload, now)
+            if len(self.lat) > count:
+                at = payload.find(UID) + len(UID)
+                uid = int(payload[at:payload.index(b",", at)])
+                lat = self.lat[-1]
+                if lat < self.first.get(uid, float("inf")):
+                    self.first[uid] = lat
             return
         msg = orjson.loads(payload)
         seq = msg.get("seq")
@@ -313,8 +332,12 @@ class Bench:
         redis_cpu = proc_cpu(self.redis.proc.pid) - redis0
         reports = [r for name in names for r in by_hub[name]]
         lat = array("d")
+        first: dict[int, float] = {}
         for r in reports:
             lat.frombytes(r["lat"])
+            for uid, value in r["first"].items():
+                first[uid] = min(value, first.get(uid, value))
+        firsts = list(first.values())
         deliveries = sum(r["deliveries"] for r in reports)
         per_hub = {}
         for name in names:
@@ -337,10 +360,21 @@ class Bench:
             "redis_cpu_us_per_event": redis_cpu / sent * 1e6 if sent else 0.0,
             "latency_ms": {"p50": pct(lat, 0.5) * 1e3, "p99": pct(lat, 0.99) * 1e3,
                            "max": max(lat) * 1e3 if len(lat) else 0.0},
+            "first_latency_ms": {"p50": pct(firsts, 0.5) * 1e3, "p99": pct(firsts, 0.99) * 1e3,
+                                 "events": len(firsts)},
             "order_errors": sum(r["order_errors"] for r in reports),
             "parse_errors": sum(r["parse_errors"] for r in reports),
             "closed": sum(r["closed"] for r in reports),
         }
+
+    def idle(self, seconds: float) -> dict[str, float]:
+        """Each hub's CPU (ms per second) with its subscribers connected and nothing
+        published: what runs anyway (renewals, the broker's reader and exchanges)."""
+        pids = {name: hub.pid for name, hub in self.hubs.items()}
+        pids["redis"] = self.redis.proc.pid
+        cpu0 = {name: proc_cpu(pid) for name, pid in pids.items()}
+        time.sleep(seconds)
+        return {name: (proc_cpu(pid) - cpu0[name]) / seconds * 1e3 for name, pid in pids.items()}
 
     def stop(self) -> None:
         if self.pub is not None:
@@ -388,6 +422,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 if time.monotonic() > deadline:
                     print(f"time budget spent: {rep} of {args.reps} repetitions", flush=True)
                     break
+                idle = bench.idle(args.idle)
+                results.setdefault("idle_cpu_ms_per_s", []).append(idle)
+                print(f"rep {rep} idle CPU ms/s: "
+                      + ", ".join(f"{k} {v:.1f}" for k, v in idle.items()), flush=True)
                 for config, spec in plan(rep, args):
                     rec = bench.phase(config, spec)
                     rec["rep"] = rep
@@ -397,6 +435,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                           f"{rec['cpu_us_per_delivery']:6.2f} us/deliv "
                           f"lat p50 {rec['latency_ms']['p50']:7.2f} "
                           f"p99 {rec['latency_ms']['p99']:7.2f} ms "
+                          f"first p50 {rec['first_latency_ms']['p50']:6.2f} "
+                          f"p99 {rec['first_latency_ms']['p99']:6.2f} ms "
                           f"redis {rec['redis_cpu_us_per_event']:6.1f} us/event "
                           f"err {rec['publish_errors']}/{rec['order_errors']}/"
                           f"{rec['parse_errors']}{'' if rec['complete'] else ' INCOMPLETE'}",
@@ -405,6 +445,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             bench.stop()
     results["load_after"] = os.getloadavg()
     results["summary"] = summarize(results["runs"])
+    idles = results.get("idle_cpu_ms_per_s", [])
+    results["summary"]["idle_cpu_ms_per_s"] = {
+        name: statistics.median(i[name] for i in idles) for name in (idles[0] if idles else {})}
     return results
 
 
@@ -440,6 +483,15 @@ def summarize(runs: list[dict[str, Any]]) -> dict[str, Any]:
     def redis(r: dict[str, Any]) -> float:
         return r["redis_cpu_us_per_event"]
 
+    def first50(r: dict[str, Any]) -> float:
+        return r["first_latency_ms"]["p50"]
+
+    def first99(r: dict[str, Any]) -> float:
+        return r["first_latency_ms"]["p99"]
+
+    def appended(r: dict[str, Any]) -> float:
+        return r["published"] / r["append_s"] if r["append_s"] else 0.0
+
     table = {}
     for kind, configs in (("paced", ("A", "B")), ("blast", ("A", "B", "C"))):
         for config in configs:
@@ -447,7 +499,9 @@ def summarize(runs: list[dict[str, Any]]) -> dict[str, Any]:
                 name: _median(runs, config, kind, get)
                 for name, get in (("cpu_us_per_delivery", cpu), ("latency_p50_ms", p50),
                                   ("latency_p99_ms", p99), ("deliveries_per_s", rate),
-                                  ("redis_cpu_us_per_event", redis))}
+                                  ("redis_cpu_us_per_event", redis),
+                                  ("first_p50_ms", first50), ("first_p99_ms", first99),
+                                  ("appended_per_s", appended))}
 
     def ratio(x: float, y: float) -> float:
         return x / y if y else float("nan")
@@ -457,6 +511,8 @@ def summarize(runs: list[dict[str, Any]]) -> dict[str, Any]:
 
     added_p99 = _per_rep(runs, "paced", "B", "A", p99, diff)
     added_p50 = _per_rep(runs, "paced", "B", "A", p50, diff)
+    added_first_p99 = _per_rep(runs, "paced", "B", "A", first99, diff)
+    added_first_p50 = _per_rep(runs, "paced", "B", "A", first50, diff)
     cpu_ratio = _per_rep(runs, "paced", "B", "A", cpu, ratio)
     blast_cpu_ratio = _per_rep(runs, "blast", "B", "A", cpu, ratio)
     two_vs_one = _per_rep(runs, "blast", "C", "B", rate, ratio)
@@ -468,9 +524,12 @@ def summarize(runs: list[dict[str, Any]]) -> dict[str, Any]:
     return {
         "medians": table,
         "per_rep": {"added_p99_ms": added_p99, "added_p50_ms": added_p50,
+                    "added_first_p99_ms": added_first_p99,
+                    "added_first_p50_ms": added_first_p50,
                     "paced_cpu_ratio": cpu_ratio, "blast_cpu_ratio": blast_cpu_ratio,
                     "two_hubs_vs_one": two_vs_one, "blast_broker_vs_inproc": broker_vs_inproc},
         "added_p99_ms": med(added_p99), "added_p50_ms": med(added_p50),
+        "added_first_p99_ms": med(added_first_p99), "added_first_p50_ms": med(added_first_p50),
         "paced_cpu_ratio": med(cpu_ratio), "blast_cpu_ratio": med(blast_cpu_ratio),
         "two_hubs_vs_one": med(two_vs_one), "blast_broker_vs_inproc": med(broker_vs_inproc),
         "targets": {
@@ -505,14 +564,21 @@ def markdown(results: dict[str, Any]) -> str:
         "over the phase / deliveries counted by the subscribers; Redis CPU per published "
         "event beside it.",
         "",
-        "| phase | deliveries/s | hub CPU µs/delivery | latency p50 ms | latency p99 ms | "
-        "Redis CPU µs/event |",
-        "|---|---:|---:|---:|---:|---:|",
+        "Latency is per delivery (every subscriber's receive time minus the publisher's "
+        "stamp, so it includes the fan-out's spread over N sockets); \"first\" is per event, "
+        "to the first subscriber that got it (the publish path and the log, without the "
+        "spread). \"appended/s\" is the publish rate the hubs acknowledged.",
+        "",
+        "| phase | deliveries/s | hub CPU µs/delivery | latency p50 / p99 ms | "
+        "first p50 / p99 ms | appended/s | Redis CPU µs/event |",
+        "|---|---:|---:|---:|---:|---:|---:|",
     ]
     for name, row in s["medians"].items():
         lines.append(f"| {name} | {row['deliveries_per_s']:,.0f} | "
-                     f"{row['cpu_us_per_delivery']:.2f} | {row['latency_p50_ms']:.2f} | "
-                     f"{row['latency_p99_ms']:.2f} | {row['redis_cpu_us_per_event']:.1f} |")
+                     f"{row['cpu_us_per_delivery']:.2f} | {row['latency_p50_ms']:.2f} / "
+                     f"{row['latency_p99_ms']:.2f} | {row['first_p50_ms']:.2f} / "
+                     f"{row['first_p99_ms']:.2f} | {row['appended_per_s']:,.0f} | "
+                     f"{row['redis_cpu_us_per_event']:.1f} |")
 
     def each(values: list[float], fmt: str) -> str:
         return ", ".join(fmt.format(v) for v in values)
@@ -534,25 +600,36 @@ def markdown(results: dict[str, Any]) -> str:
         f"{met[s['targets']['two_hubs_ge_one']]} |",
         "",
         f"For reference: added p50 {s['added_p50_ms']:.2f} ms "
-        f"({each(per['added_p50_ms'], '{:.2f}')}); blast CPU per delivery B / A "
+        f"({each(per['added_p50_ms'], '{:.2f}')}); added to the first subscriber, p50 "
+        f"{s['added_first_p50_ms']:.2f} ms ({each(per['added_first_p50_ms'], '{:.2f}')}), "
+        f"p99 {s['added_first_p99_ms']:.2f} ms "
+        f"({each(per['added_first_p99_ms'], '{:.2f}')}); blast CPU per delivery B / A "
         f"{s['blast_cpu_ratio']:.2f} ({each(per['blast_cpu_ratio'], '{:.2f}')}); blast "
         f"deliveries/s B / A {s['blast_broker_vs_inproc']:.2f} "
         f"({each(per['blast_broker_vs_inproc'], '{:.2f}')}).",
     ]
+    idle = s.get("idle_cpu_ms_per_s") or {}
+    if idle:
+        lines += ["", "Idle, subscribers connected, nothing published (CPU ms per second, "
+                  "median): " + ", ".join(f"{k} {v:.1f}" for k, v in idle.items()) + "."]
     return "\n".join(lines) + "\n"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--n", type=int, default=1000, help="subscribers per configuration")
-    parser.add_argument("--reps", type=int, default=3)
+    parser.add_argument("--reps", type=int, default=5)
     parser.add_argument("--rate", type=float, default=40.0, help="paced events per second")
-    parser.add_argument("--seconds", type=float, default=5.0, help="paced phase length")
-    parser.add_argument("--blast", type=int, default=3000, help="events per blast phase")
+    parser.add_argument("--seconds", type=float, default=4.0, help="paced phase length")
+    parser.add_argument("--blast", type=int, default=400,
+                        help="events per blast phase (400 × 1,000 subscribers: what the "
+                        "kernel buffers hold, so the clients' parsing lags less)")
     parser.add_argument("--pub-conns", type=int, default=8,
                         help="publishing connections in a blast (split over C's two hubs)")
     parser.add_argument("--window", type=int, default=32,
                         help="unacknowledged publishes per connection in a blast")
+    parser.add_argument("--idle", type=float, default=3.0,
+                        help="seconds of each repetition's idle CPU measurement")
     parser.add_argument("--budget", type=float, default=300.0,
                         help="seconds after which no further repetition starts")
     parser.add_argument("--out", default=str(HERE / "results"))

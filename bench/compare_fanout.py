@@ -1,10 +1,10 @@
 """Before and after: the figures of several bench/fanout.py runs of two checkouts, side by side.
 
-    python bench/compare_fanout.py --before b1.json b2.json --after a1.json a2.json
+    python bench/compare_fanout.py --side before b1.json b2.json --side after a1.json a2.json
 
-For each figure: the hub's value in every run, the median of each side, after/before, and the
-peer's (bench/peer_websockets.py, the same code in both checkouts) from the same runs as the
-reference for machine noise: whatever moves the peer between "before" and "after" is not the
+For each figure: the hub's value in every run, the median of each side, its ratio to the first
+side, and the peer's (bench/peer_websockets.py, the same code in every checkout) from the same
+runs as the reference for machine noise: whatever moves the peer between sides is not the
 hub's doing. Prints a markdown table; `--out FILE` writes it too.
 """
 
@@ -60,43 +60,48 @@ def fmt(v: float) -> str:
     return f"{v:,.1f}" if abs(v) >= 10 else f"{v:.2f}"
 
 
-def table(before: list[dict[str, Any]], after: list[dict[str, Any]]) -> str:
-    lines = [
-        f"| figure | N | hub before ({len(before)} runs) | hub after ({len(after)} runs) | "
-        "hub after/before | peer before | peer after | peer after/before |",
-        "|---|---:|---|---|---:|---:|---:|---:|",
-    ]
+def table(sides: list[tuple[str, list[dict[str, Any]]]]) -> str:
+    """One row per figure: each side's hub values (median in bold), its ratio to the first
+    side, then the peer's medians and ratios from the same runs."""
+    base = sides[0][0]
+    head = ["figure", "N"]
+    head += [f"hub {name} ({len(runs)} runs)" for name, runs in sides]
+    head += [f"hub {name}/{base}" for name, _ in sides[1:]]
+    head += [f"peer {name}" for name, _ in sides]
+    head += [f"peer {name}/{base}" for name, _ in sides[1:]]
+    lines = ["| " + " | ".join(head) + " |",
+             "|---|---:|" + "---|" * len(sides) + "---:|" * (len(head) - 2 - len(sides))]
     rows: list[tuple[str, int, Any]] = [
         (label, n, lambda r, side, n=n: paced_over_floor(r, n, side)) if w == "paced/floor"
         else (label, n, lambda r, side, n=n, w=w, f=f: figure(r, n, w, f, side))
         for label, n, w, f in FIGURES]
     for label, n, get in rows:
-        hb, ha = values(before, lambda r, g=get: g(r, "hub")), \
-            values(after, lambda r, g=get: g(r, "hub"))
-        pb, pa = values(before, lambda r, g=get: g(r, "peer")), \
-            values(after, lambda r, g=get: g(r, "peer"))
-        if not hb or not ha:
+        hub = [values(runs, lambda r, g=get: g(r, "hub")) for _, runs in sides]
+        peer = [values(runs, lambda r, g=get: g(r, "peer")) for _, runs in sides]
+        if not all(hub):
             continue
-        mhb, mha = statistics.median(hb), statistics.median(ha)
-        mpb = statistics.median(pb) if pb else float("nan")
-        mpa = statistics.median(pa) if pa else float("nan")
-        peer_ratio = f"{mpa / mpb:.2f}" if pb and pa and mpb else "–"
-        lines.append(
-            f"| {label} | {n:,} | **{fmt(mhb)}** ({', '.join(fmt(v) for v in hb)}) | "
-            f"**{fmt(mha)}** ({', '.join(fmt(v) for v in ha)}) | {mha / mhb:.2f} | "
-            f"{fmt(mpb)} | {fmt(mpa)} | {peer_ratio} |")
+        mh = [statistics.median(v) for v in hub]
+        mp = [statistics.median(v) if v else float("nan") for v in peer]
+        cells = [label, f"{n:,}"]
+        cells += [f"**{fmt(m)}** ({', '.join(fmt(v) for v in vals)})"
+                  for m, vals in zip(mh, hub, strict=True)]
+        cells += [f"{m / mh[0]:.2f}" for m in mh[1:]]
+        cells += [fmt(m) for m in mp]
+        cells += [f"{m / mp[0]:.2f}" if mp[0] else "–" for m in mp[1:]]
+        lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--before", nargs="+", required=True, help="fanout JSON files")
-    parser.add_argument("--after", nargs="+", required=True, help="fanout JSON files")
+    parser.add_argument("--side", nargs="+", action="append", required=True,
+                        metavar=("NAME", "JSON"),
+                        help="a name and its fanout JSON files (repeat: the first is the base)")
     parser.add_argument("--out", help="also write the table here")
     args = parser.parse_args()
-    before = [json.loads(Path(p).read_text()) for p in args.before]
-    after = [json.loads(Path(p).read_text()) for p in args.after]
-    text = table(before, after)
+    sides = [(name, [json.loads(Path(p).read_text()) for p in files])
+             for name, *files in args.side]
+    text = table(sides)
     print(text)
     if args.out:
         Path(args.out).write_text(text)
