@@ -67,6 +67,7 @@ PHASE_TIMEOUT = 90.0
 EVENT = "flight.departed"
 MARK = "flight.updated"  # the phase's end marker: a type a system-tier key may publish
 MARK_FIELD = b'"bench_mark"'
+STEPS = "swim_fanout_seconds_count"
 HUB_ARGS = ["--tier-limit", "system=100000", "--handshakes-per-address", "0",
             "--heartbeat", "3600", "--coalesce-ms", "1"]
 
@@ -319,6 +320,7 @@ class Bench:
         for group in groups:
             group.arm(self.phase_no)
         pids = {name: self.hubs[name].pid for name in names}
+        steps0 = {name: self.hubs[name].metric(STEPS) for name in names}
         cpu0 = {name: proc_cpu(pid) for name, pid in pids.items()}
         redis0 = proc_cpu(self.redis.proc.pid)
         t0 = time.perf_counter()
@@ -330,6 +332,7 @@ class Bench:
         wall = time.perf_counter() - t0
         cpu = {name: proc_cpu(pid) - cpu0[name] for name, pid in pids.items()}
         redis_cpu = proc_cpu(self.redis.proc.pid) - redis0
+        steps = {name: self.hubs[name].metric(STEPS) - steps0[name] for name in names}
         reports = [r for name in names for r in by_hub[name]]
         lat = array("d")
         first: dict[int, float] = {}
@@ -342,7 +345,7 @@ class Bench:
         per_hub = {}
         for name in names:
             got = sum(r["deliveries"] for r in by_hub[name])
-            per_hub[name] = {"deliveries": got, "cpu_s": cpu[name],
+            per_hub[name] = {"deliveries": got, "cpu_s": cpu[name], "fanout_steps": steps[name],
                              "cpu_us_per_delivery": cpu[name] / got * 1e6 if got else 0.0}
         total_cpu = sum(cpu.values())
         sent = published["sent"]
@@ -355,6 +358,9 @@ class Bench:
             "deliveries": deliveries, "complete": complete,
             "wall_s": wall, "deliveries_per_s": deliveries / wall if wall else 0.0,
             "hub_cpu_s": total_cpu,
+            # fan-out steps (the hubs' swim_fanout_seconds_count): one per event unless
+            # coalescing joined a burst; the marker and its flush count too
+            "fanout_steps_per_hub": statistics.mean(steps.values()),
             "cpu_us_per_delivery": total_cpu / deliveries * 1e6 if deliveries else 0.0,
             "per_hub": per_hub, "redis_cpu_s": redis_cpu,
             "redis_cpu_us_per_event": redis_cpu / sent * 1e6 if sent else 0.0,
@@ -453,6 +459,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
 def _median(runs: list[dict[str, Any]], config: str, kind: str, get: Any) -> float:
     vals = [get(r) for r in runs if r["config"] == config and r["workload"] == kind]
+    vals = [v for v in vals if v == v]  # a figure an older result file lacks is NaN
     return statistics.median(vals) if vals else float("nan")
 
 
@@ -492,6 +499,9 @@ def summarize(runs: list[dict[str, Any]]) -> dict[str, Any]:
     def appended(r: dict[str, Any]) -> float:
         return r["published"] / r["append_s"] if r["append_s"] else 0.0
 
+    def steps(r: dict[str, Any]) -> float:
+        return r.get("fanout_steps_per_hub", float("nan"))
+
     table = {}
     for kind, configs in (("paced", ("A", "B")), ("blast", ("A", "B", "C"))):
         for config in configs:
@@ -501,7 +511,8 @@ def summarize(runs: list[dict[str, Any]]) -> dict[str, Any]:
                                   ("latency_p99_ms", p99), ("deliveries_per_s", rate),
                                   ("redis_cpu_us_per_event", redis),
                                   ("first_p50_ms", first50), ("first_p99_ms", first99),
-                                  ("appended_per_s", appended))}
+                                  ("appended_per_s", appended),
+                                  ("fanout_steps_per_hub", steps))}
 
     def ratio(x: float, y: float) -> float:
         return x / y if y else float("nan")
@@ -567,17 +578,20 @@ def markdown(results: dict[str, Any]) -> str:
         "Latency is per delivery (every subscriber's receive time minus the publisher's "
         "stamp, so it includes the fan-out's spread over N sockets); \"first\" is per event, "
         "to the first subscriber that got it (the publish path and the log, without the "
-        "spread). \"appended/s\" is the publish rate the hubs acknowledged.",
+        "spread). \"appended/s\" is the publish rate the hubs acknowledged; \"fan-out "
+        "steps\" is each hub's swim_fanout_seconds_count over the phase (one per event, "
+        "fewer when coalescing joined a burst; the marker counts too).",
         "",
         "| phase | deliveries/s | hub CPU µs/delivery | latency p50 / p99 ms | "
-        "first p50 / p99 ms | appended/s | Redis CPU µs/event |",
-        "|---|---:|---:|---:|---:|---:|---:|",
+        "first p50 / p99 ms | appended/s | fan-out steps per hub | Redis CPU µs/event |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for name, row in s["medians"].items():
         lines.append(f"| {name} | {row['deliveries_per_s']:,.0f} | "
                      f"{row['cpu_us_per_delivery']:.2f} | {row['latency_p50_ms']:.2f} / "
                      f"{row['latency_p99_ms']:.2f} | {row['first_p50_ms']:.2f} / "
                      f"{row['first_p99_ms']:.2f} | {row['appended_per_s']:,.0f} | "
+                     f"{row['fanout_steps_per_hub']:,.0f} | "
                      f"{row['redis_cpu_us_per_event']:.1f} |")
 
     def each(values: list[float], fmt: str) -> str:
@@ -615,6 +629,31 @@ def markdown(results: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def pool(files: list[str]) -> None:
+    """Print the summary (markdown) of several runs' repetitions taken together."""
+    pooled: dict[str, Any] | None = None
+    offset = 0
+    for name in files:
+        results = json.loads(Path(name).read_text())
+        for rec in results["runs"]:
+            rec["rep"] += offset
+        offset = max(r["rep"] for r in results["runs"]) + 1
+        if pooled is None:
+            pooled = results
+        else:
+            pooled["runs"] += results["runs"]
+            pooled["idle_cpu_ms_per_s"] = (pooled.get("idle_cpu_ms_per_s", [])
+                                           + results.get("idle_cpu_ms_per_s", []))
+            pooled["load_after"] = results["load_after"]
+    assert pooled is not None
+    pooled["summary"] = summarize(pooled["runs"])
+    idles = pooled.get("idle_cpu_ms_per_s", [])
+    pooled["summary"]["idle_cpu_ms_per_s"] = {
+        key: statistics.median(i[key] for i in idles) for key in (idles[0] if idles else {})}
+    print(f"(pooled: {', '.join(files)})\n")
+    print(markdown(pooled))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--n", type=int, default=1000, help="subscribers per configuration")
@@ -633,7 +672,13 @@ def main() -> None:
     parser.add_argument("--budget", type=float, default=300.0,
                         help="seconds after which no further repetition starts")
     parser.add_argument("--out", default=str(HERE / "results"))
+    parser.add_argument("--pool", nargs="+", metavar="JSON",
+                        help="no run: the medians and targets over the repetitions of these "
+                        "result files together")
     args = parser.parse_args()
+    if args.pool:
+        pool(args.pool)
+        return
     if args.blast // args.pub_conns > 4000:
         parser.error("a blast over 4,000 events per connection meets the system tier's "
                      "rate limit (burst 4,000): add --pub-conns")
