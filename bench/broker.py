@@ -31,8 +31,12 @@ Phases of one repetition (the order of each pair alternates between repetitions)
   subscriber's marker) and CPU per delivery over both hubs;
 - blast A: the same against the in-process stream, for reference.
 
+Each phase also records each hub's fan-out steps (`swim_fanout_seconds_count` from its
+`/metrics`, read outside the CPU window): one per event unless coalescing joined a burst.
+
 Results: bench/results/broker-<time>.json (every phase) and .md (medians over repetitions,
-ratios, the three targets of issue 15).
+ratios, the three targets of issue 15). `--pool A.json B.json …` prints the same summary over
+the repetitions of several result files together, without running anything.
 """
 
 from __future__ import annotations
