@@ -4,6 +4,7 @@ batch, the typed SDKs' field rules, and the outbox replacing only whole older ba
 from __future__ import annotations
 
 import socket
+from typing import Any
 
 import orjson
 import pytest
@@ -24,6 +25,8 @@ from swimctl.core.batches import (
 from swimctl.core.model import Envelope
 from swimctl.hub.outbox import EVENT, POSITIONS, Outbox
 from swimctl.wire.frames import text_frame
+from tests.conftest import StartHub, no_message, recv, request
+from tests.test_compat import fleet
 
 STAMP = "2026-11-26T13:17:27.106Z"
 
@@ -142,3 +145,34 @@ def test_measure_matches_the_envelope_the_log_builds() -> None:
         {"count": 1, "positions": [{"a": 1}], "part": 1, "parts": 1})
     # never under (a frame never passes the bound); over only by the widest seq and id
     assert real <= measured <= real + 60
+
+
+async def test_a_filtered_client_gets_its_slice_of_the_whole_batch_in_one_frame(
+        start_hub: StartHub) -> None:
+    """Unfiltered: every part. Filtered: one frame, its flights from all the parts, with the
+    last part's seq and no part keys; a slice too big for a frame goes part by part."""
+    hub = await start_hub(heartbeat_interval=60)
+    flights = fleet(3000)
+    few = [f for f in flights if f["callsign"].startswith("DAL12")]
+    wide = [f for f in flights if "KJFK" in (f["dep"], f["arr"])]
+    async with hub.connect() as everything, hub.connect() as narrow, \
+            hub.connect() as broad:
+        await request(everything, {"action": "subscribe", "channels": ["flight.positions"]})
+        await request(narrow, {"action": "subscribe", "channels": ["flight.positions"],
+                                "filters": {"callsign_prefix": ["DAL12"]}})
+        await request(broad, {"action": "subscribe", "channels": ["flight.positions"],
+                              "filters": {"airports": ["KJFK"]}})
+        await hub.hub.publish_positions(flights)
+        parts = [await recv(everything) for _ in range(11)]
+        assert [p["data"]["part"] for p in parts] == list(range(1, 12))
+        one = await recv(narrow)
+        assert one["seq"] == parts[-1]["seq"] and "part" not in one["data"]
+        assert one["data"]["positions"] == few and one["data"]["count"] == len(few)
+        assert len({(f["flight_uid"] - 10**10) // 300 for f in few}) > 1  # several parts
+        await no_message(narrow)
+        got: list[dict[str, Any]] = []
+        while len(got) < len(wide):  # a fifth of the batch: more than a frame holds
+            message = await recv(broad)
+            assert "part" in message["data"]
+            got += message["data"]["positions"]
+        assert got == wide

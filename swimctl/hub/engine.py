@@ -120,7 +120,8 @@ class Hub:
         self._emptied = trio.Event()  # set whenever the last client goes
         self.demotions = Demotions()  # shared by this hub's outboxes and plans
         self._targets = TargetCache(self.demotions)  # fan-out plans per event type
-        self.fan_out = FanOut(self.clients, self._targets, self.stats, self.slow_consumer)
+        self.fan_out = FanOut(self.clients, self._targets, self.stats, self.slow_consumer,
+                              self.payload_limit)
         self.coalescer = Coalescer(self.config.coalesce_window, self.fan_out.events,
                                    self.stats)
         self.log.set_delivery(self.deliver, self.restore)

@@ -32,11 +32,15 @@ from swimctl.wire.encodings import ENCODINGS
 
 class FanOut:
     def __init__(self, clients: dict[str, Client], targets: TargetCache, stats: HubStats,
-                 on_slow: Callable[[Client], None]) -> None:
+                 on_slow: Callable[[Client], None], payload_limit: int = 1 << 62) -> None:
         self.clients = clients
         self.targets = targets
         self.stats = stats
         self.on_slow = on_slow
+        self.payload_limit = payload_limit  # a slice bigger than this goes out part by part
+        # The parts so far of the batch being published (batch id, parts in order): filtered
+        # clients get their slice of the whole batch when its last part arrives.
+        self._batch: tuple[str, list[LogEvent]] | None = None
 
     def push(self, client: Client, frame: bytes, kind: int, batch: str | None = None) -> None:
         """One frame to one client, counted as a delivery to it."""
@@ -178,11 +182,30 @@ class FanOut:
 
     def positions(self, event: LogEvent) -> None:
         """Each client gets the positions its filters accept; each distinct slice is encoded
-        once and shared by every client with the same filters."""
-        positions = event.data.get("positions")
-        if not isinstance(positions, list):
-            positions = []
-        slices: dict[str, LogEvent | None] = {}
+        once and shared by every client with the same filters.
+
+        A batch in parts goes to unfiltered clients part by part. A filtered client gets its
+        slice of the whole batch in one frame when the last part arrives (the last part's seq
+        and id, no part keys: a small slice is one batch, as a client expects of a frame
+        without them), or, when that slice is over the frame bound or parts went missing,
+        its slice of each part, all at once."""
+        found = batch_parts(event.data)
+        parts = [event]
+        last = True
+        if found is not None:
+            batch_id, part, count = found
+            held = self._batch
+            if part == 1 or held is None or held[0] != batch_id:
+                held = self._batch = (batch_id, [])
+            held[1].append(event)
+            parts, last = held[1], part == count
+            if last:
+                self._batch = None
+            whole = last and [batch_parts(p.data) for p in parts] == [
+                (batch_id, n, count) for n in range(1, count + 1)]
+        else:
+            whole = True
+        slices: dict[str, list[LogEvent]] = {}
         index: PositionIndex | None = None  # built on the first filtered client only
         tag = positions_tag(event)
         delivered = 0
@@ -191,23 +214,48 @@ class FanOut:
             if route is None:
                 continue
             if route is ALL:
-                source: LogEvent | None = event
+                sources = parts[-1:]
+            elif not last:
+                continue
             else:
                 key = client.subs.positions_key or ""
                 if key in slices:
-                    source = slices[key]
+                    sources = slices[key]
                 else:
                     if index is None:
-                        index = PositionIndex(positions)
-                    source = slices[key] = self.positions_slice(event, route, positions, index)
-            if source is None:
-                continue
-            delivered += 1
-            client.messages_sent += 1
-            if not client.outbox.push(self.frame(source, client.outbox.encoding),
-                                      POSITIONS_KIND, tag):
-                self.on_slow(client)
+                        index = PositionIndex(
+                            [p for part in parts for p in positions_of(part)])
+                    sources = slices[key] = self._slices(parts, route, index, whole)
+            encoding = client.outbox.encoding
+            for source in sources:
+                delivered += 1
+                client.messages_sent += 1
+                if not client.outbox.push(self.frame(source, encoding), POSITIONS_KIND, tag):
+                    self.on_slow(client)
         self.stats.deliveries += delivered
+
+    def _slices(self, parts: list[LogEvent], route: tuple[Any, ...], index: PositionIndex,
+                whole: bool) -> list[LogEvent]:
+        """A filtered client's frames of a batch: its slice of all of it as one event, or
+        (too big for a frame, or parts missing) the slice of each part."""
+        kept = index.slice(route)
+        if not kept:
+            return []
+        last = parts[-1]
+        if whole:
+            self.stats.positions_encodings += 1
+            data = {k: v for k, v in last.data.items() if k not in BATCH_KEYS}
+            data |= {"count": len(kept), "positions": kept}
+            payload = last.variant_payload(data)
+            if len(payload) <= self.payload_limit:
+                return [LogEvent(last.seq, last.type, last.timestamp, last.event_id, data,
+                                 payload, last.received)]
+        out = []
+        for part in parts:
+            source = self.positions_slice(part, route, positions_of(part))
+            if source is not None:
+                out.append(source)
+        return out
 
     def positions_slice(self, event: LogEvent, route: tuple[Any, ...],
                         positions: list[dict[str, Any]],
@@ -248,6 +296,14 @@ class FanOut:
                 continue
             sent += 1
         return sent
+
+
+BATCH_KEYS = ("count", "positions", "batch_id", "part", "parts")
+
+
+def positions_of(event: LogEvent) -> list[dict[str, Any]]:
+    positions = event.data.get("positions")
+    return positions if isinstance(positions, list) else []
 
 
 def positions_tag(event: LogEvent) -> str:
