@@ -34,6 +34,7 @@ _PENDING = 4
 # Numeric fields PERTI's typed SDKs decode as integers (C# `int`/`long`, Java, Python
 # `int(...)`): a float there breaks a strict decoder, a null breaks all of them.
 INTEGER_FIELDS = ("altitude_ft", "groundspeed_kts", "heading_deg", "vertical_rate_fpm")
+_ALT, _GS, _HDG, _VS = INTEGER_FIELDS
 
 
 class FrameTooLarge(ValueError):
@@ -131,26 +132,34 @@ def typed_record(record: Any, *, needs_position: bool) -> dict[str, Any] | None:
     """`record` with its integer fields made integers (a float rounded; a null or a string
     dropped, since an absent key decodes as 0 where a null throws). With `needs_position`
     a record without finite `latitude` and `longitude` is None: a position is its
-    coordinates. The same dict comes back when nothing needed changing."""
+    coordinates. The same dict comes back when nothing needed changing.
+
+    Every position of every feed cycle passes here, so the usual record (float coordinates,
+    int fields) is recognised with exact type tests before anything slower runs."""
     if not isinstance(record, dict):
         return None
-    if needs_position and not (_finite(record.get("latitude"))
-                               and _finite(record.get("longitude"))):
-        return None
-    fixed: dict[str, Any] | None = None
+    if needs_position:
+        lat, lon = record.get("latitude"), record.get("longitude")
+        if not ((type(lat) is float and lat - lat == 0.0 or type(lat) is int)
+                and (type(lon) is float and lon - lon == 0.0 or type(lon) is int)) \
+                and not (_finite(lat) and _finite(lon)):
+            return None
+    get = record.get
+    if (type(get(_ALT, 0)) is int and type(get(_GS, 0)) is int and type(get(_HDG, 0)) is int
+            and type(get(_VS, 0)) is int):
+        return record
+    fixed = dict(record)
     for name in INTEGER_FIELDS:
         if name not in record:
             continue
         value = record[name]
         if type(value) is int:
             continue
-        if fixed is None:
-            fixed = dict(record)
         if _finite(value):
             fixed[name] = round(value)
         else:
             del fixed[name]
-    return record if fixed is None else fixed
+    return fixed
 
 
 def typed_positions(positions: Any) -> list[dict[str, Any]]:
