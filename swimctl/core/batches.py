@@ -140,8 +140,8 @@ def typed_record(record: Any, *, needs_position: bool) -> dict[str, Any] | None:
         return None
     if needs_position:
         lat, lon = record.get("latitude"), record.get("longitude")
-        if not ((type(lat) is float and lat - lat == 0.0 or type(lat) is int)
-                and (type(lon) is float and lon - lon == 0.0 or type(lon) is int)) \
+        if not (((type(lat) is float and lat - lat == 0.0) or type(lat) is int)
+                and ((type(lon) is float and lon - lon == 0.0) or type(lon) is int)) \
                 and not (_finite(lat) and _finite(lon)):
             return None
     get = record.get
