@@ -94,7 +94,7 @@ class MarkedLoadGen(LoadGen):
     def report(self) -> dict[str, Any]:
         return {**super().report(), "first": self.first}
 
-    def message(self, conn: Conn, payload: bytes, now: float) -> None:
+    def message(self, conn: Conn, payload: bytes, now: float, wire: int = 0) -> None:
         if MARK_FIELD not in payload:
             count = len(self.lat)
             super().message(conn, payload, now)
@@ -184,7 +184,7 @@ class Publisher(LoadGen):
         self.errors: list[dict[str, Any]] = []
         self.next_index = 0
 
-    def message(self, conn: Conn, payload: bytes, now: float) -> None:
+    def message(self, conn: Conn, payload: bytes, now: float, wire: int = 0) -> None:
         msg = orjson.loads(payload)
         kind = msg.get("type")
         if kind == "connected":

@@ -22,6 +22,7 @@ Every key carries the `{swim}` hash tag, so one script's keys share a cluster sl
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
@@ -45,6 +46,7 @@ from swimctl.stream.base import (
     new_epoch,
 )
 from swimctl.stream.history import DEFAULT_HISTORY_BYTES, History
+from swimctl.stream.resp import RespConnection, RespError, RespPool
 
 log = logging.getLogger("swimctl.broker")
 
@@ -166,6 +168,11 @@ class RedisLog:
         self.rtt = 0.0  # seconds of the last idle round trip (GET epoch + GET seq)
         self.resets = 0
         self._append = self.client.register_script(APPEND)
+        self._append_sha = hashlib.sha1(APPEND.encode()).hexdigest()
+        # Every event's append and read go through a lean connection each (stream/resp.py)
+        # where the URL allows; coredis does the rest, and all of it for Sentinel, Cluster, TLS.
+        self._fast_append = RespPool(url) if RespConnection.handles(url) else None
+        self._fast_read = RespConnection(url) if RespConnection.handles(url) else None
         self._init = self.client.register_script(INIT)
         self._rotate = self.client.register_script(ROTATE)
 
@@ -177,6 +184,9 @@ class RedisLog:
             for outer in self._outer:
                 await stack.enter_async_context(outer)
             await stack.enter_async_context(self.client)
+            for fast in (self._fast_append, self._fast_read):
+                if fast is not None:
+                    stack.push_async_callback(fast.aclose)
             yield
 
     # -- the EventLog interface ------------------------------------------------------------
@@ -218,8 +228,11 @@ class RedisLog:
                 program, self._epoch, draft.fence[1] if draft.fence is not None else ""]
         try:
             with trio.fail_after(CALL_TIMEOUT):
-                answer: list[Any] = await self._append(keys=keys, args=args)
-        except (trio.TooSlowError, coredis.exceptions.RedisError, OSError) as exc:
+                if self._fast_append is not None:
+                    answer: list[Any] = await self._append_fast(self._fast_append, keys, args)
+                else:
+                    answer = await self._append(keys=keys, args=args)
+        except (trio.TooSlowError, coredis.exceptions.RedisError, RespError, OSError) as exc:
             raise LogUnavailable(f"the event log (Redis) did not answer: {exc!r}") from None
         seq, duplicate = int(answer[0]), int(answer[1])
         if seq == -3:
@@ -228,6 +241,16 @@ class RedisLog:
             await self._reset("the log was reset" if seq == -1 else "the epoch changed")
             return await self.append(draft)
         return Appended(int(seq), duplicate=bool(duplicate))
+
+    async def _append_fast(self, fast: RespPool, keys: list[str],
+                           args: list[str | bytes]) -> Any:
+        """The append script by its SHA1, sent whole once when Redis does not know it."""
+        try:
+            return await fast.call("EVALSHA", self._append_sha, len(keys), *keys, *args)
+        except RespError as exc:
+            if not str(exc).startswith("NOSCRIPT"):
+                raise
+            return await fast.call("EVAL", APPEND, len(keys), *keys, *args)
 
     def since(self, epoch: str, seq: int) -> list[LogEvent] | None:
         if epoch != self._epoch:
@@ -283,12 +306,14 @@ class RedisLog:
                  self._shown_url(), self._epoch, self._head, len(self.history))
 
     def _event(self, entry: Any) -> LogEvent:
-        fields = entry.field_values
+        return self._event_of(entry.identifier, entry.field_values)
+
+    def _event_of(self, identifier: str | bytes, fields: dict[bytes, bytes]) -> LogEvent:
         payload = fields[b"p"]
         envelope = orjson.loads(payload)
         appended_ms = int(fields.get(b"t", b"0"))
         age = max(0.0, time.time() - appended_ms / 1000) if appended_ms else 0.0
-        return LogEvent(_entry_seq(entry.identifier), envelope["type"], envelope["timestamp"],
+        return LogEvent(_entry_seq(identifier), envelope["type"], envelope["timestamp"],
                         envelope["event_id"], envelope["data"], payload, self.clock() - age)
 
     async def _read_forever(self) -> None:
@@ -297,22 +322,20 @@ class RedisLog:
             try:
                 await self._read_once()
                 delay = 0.2
-            except (trio.TooSlowError, coredis.exceptions.RedisError, OSError) as exc:
+            except (trio.TooSlowError, coredis.exceptions.RedisError, RespError,
+                    OSError) as exc:
                 self._went_down(exc)
                 await trio.sleep(delay)
                 delay = min(RETRY_MAX, delay * 2)
 
     async def _read_once(self) -> None:
         with trio.fail_after(READ_BLOCK_MS / 1000 + CALL_TIMEOUT):
-            found = await self.client.xread({self.keys["log"]: f"{self._head}-0"},
-                                             count=READ_BATCH, block=READ_BLOCK_MS)
+            events = await self._read_events()
         self._came_up()
-        entries = found.get(self.keys["log"].encode(), ()) if found else ()
-        if not entries:
+        if not events:
             self.read_lag = 0.0
             await self._check_epoch()
             return
-        events = [self._event(entry) for entry in entries]
         if events[0].seq != self._head + 1:
             # What we had not read yet is gone (trimmed, or the log restarted): nobody may
             # be told there is no gap.
@@ -326,6 +349,25 @@ class RedisLog:
         self.history.trim()
         if self._deliver is not None:
             self._deliver(events)
+
+    async def _read_events(self) -> list[LogEvent]:
+        """The next entries after our head (XREAD BLOCK), as events; [] after a quiet
+        READ_BLOCK_MS."""
+        key = self.keys["log"]
+        fast = self._fast_read
+        if fast is None:
+            found = await self.client.xread({key: f"{self._head}-0"}, count=READ_BATCH,
+                                            block=READ_BLOCK_MS)
+            return [self._event(entry)
+                    for entry in (found.get(key.encode(), ()) if found else ())]
+        reply = await fast.call("XREAD", "COUNT", READ_BATCH, "BLOCK", READ_BLOCK_MS,
+                                "STREAMS", key, f"{self._head}-0")
+        events: list[LogEvent] = []
+        for _stream, entries in reply or ():
+            for identifier, flat in entries:
+                events.append(self._event_of(identifier, dict(zip(flat[::2], flat[1::2],
+                                                                  strict=True))))
+        return events
 
     async def _check_epoch(self) -> None:
         started = time.perf_counter()
