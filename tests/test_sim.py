@@ -232,7 +232,7 @@ async def test_feed_sim_goes_through_the_feed_path() -> None:
 
 
 def test_demo_traffic_at_kjfk() -> None:
-    """The demo's settings, ten minutes of its wall time through the detector: a departure or
+    """The demo's settings, five minutes of its wall time through the detector: a departure or
     an arrival at KJFK (what `tail --airport KJFK` shows) at least every 30 s on average, and
     no flight anywhere departs twice without landing in between."""
     config = SimConfig(pilots=DEMO_SIM_PILOTS, speed=DEMO_SIM_SPEED, step_s=DEMO_FEED_INTERVAL,
@@ -241,7 +241,8 @@ def test_demo_traffic_at_kjfk() -> None:
     det = Detector(sim.geo)
     at_kjfk = 0
     last_move: dict[int, str] = {}
-    steps = int(600 / DEMO_FEED_INTERVAL)
+    wall = 300  # seconds of the demo's wall time
+    steps = int(wall / DEMO_FEED_INTERVAL)
     for _ in range(steps):
         for snap in sim.step():
             for etype, data, stamp in det.process(parse_snapshot(snap.body)).events:
@@ -253,4 +254,5 @@ def test_demo_traffic_at_kjfk() -> None:
                 uid = data["flight_uid"]
                 assert not (etype == last_move.get(uid) == "flight.departed"), data
                 last_move[uid] = etype
-    assert at_kjfk >= 600 / 30, at_kjfk
+    print(f"{at_kjfk} movements at KJFK in {wall} s of demo time")
+    assert at_kjfk >= wall / 30, at_kjfk
