@@ -206,13 +206,13 @@ async def test_websockets_clients_decode_the_same_events_with_and_without_compre
         async with trio.open_nursery() as inner:
             inner.start_soon(one, 0, "deflate")
             inner.start_soon(one, 1, None)
+            if not publish:  # a resume: the replay ends the sessions by itself, maybe
+                return results  # before this task would have seen them subscribed
             with trio.fail_after(10):
                 while sum(bool(c.subs.patterns) for c in hub.hub.clients.values()) < 2:
                     await trio.sleep(0.01)
             encodings = sorted(c.outbox.encoding for c in hub.hub.clients.values())
             assert encodings == [PLAIN, DEFLATE]
-            if not publish:
-                return results
             await hub.hub.publish("flight.departed", {"callsign": "DAL1", "flight_uid": 1,
                                                       "dep": "KJFK", "arr": "KLAX"})
             await hub.hub.publish("flight.positions", {"positions": flights})
