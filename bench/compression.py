@@ -73,16 +73,13 @@ def run(ns: list[int], reps: int, full: bool, pin: bool) -> dict[str, Any]:
                 results["idle"].append(idle)
                 print(f"N={n:>6} {name:12} connected in {idle['connect_s']:.1f}s, idle "
                       f"{idle['idle_kib_per_conn']:.1f} KiB/conn", flush=True)
-            current = dict.fromkeys(sides, n)
             names = list(sides)
             for rep in range(reps):
                 order = names[rep % 3:] + names[:rep % 3]  # each side goes first in turn
                 for workload, params, unfiltered in plan(n, full):
                     for name in order:
                         side = sides[name]
-                        if current[name] != unfiltered:
-                            side.subscribe(unfiltered)
-                            current[name] = unfiltered
+                        side.subscribe(unfiltered)
                         phase += 1
                         rec = side.phase(phase, workload, params)
                         rec["side"], rec["rep"] = name, rep

@@ -95,6 +95,7 @@ class Side:
             proc.start()
             self.clients.append((parent, proc))
         self.shares = [list(range(i, n, procs)) for i in range(procs)]
+        self.unfiltered = n  # subscribers taking everything (the rest: one airport each)
 
     def call(self, *msg: Any) -> Any:
         self.pipe.send(msg)
@@ -117,7 +118,11 @@ class Side:
                 "idle_kib_per_conn": (rss1 - rss0) / self.n}
 
     def subscribe(self, unfiltered: int) -> None:
-        """The first `unfiltered` subscribers take everything; the rest one airport each."""
+        """The first `unfiltered` subscribers take everything; the rest one airport each
+        (nothing is sent when that is already so)."""
+        if unfiltered == self.unfiltered:
+            return
+        self.unfiltered = unfiltered
         for (pipe, _), share in zip(self.clients, self.shares, strict=True):
             pipe.send(("subscribe", {i: subscriber_filter(i, i >= unfiltered) for i in share}))
         ready = sum(pipe.recv()[1] for pipe, _ in self.clients)
@@ -232,16 +237,13 @@ def run(ns: list[int], reps: int, full: bool, budget: float, pin: bool) -> dict[
                 results["idle"].append(idle)
                 print(f"N={n:>6} {kind:4} connected in {idle['connect_s']:.1f}s, idle "
                       f"{idle['idle_kib_per_conn']:.1f} KiB/conn", flush=True)
-            current = {kind: n for kind in sides}
             for rep in range(reps):
                 order = ("hub", "peer") if rep % 2 == 0 else ("peer", "hub")
                 for workload, params, unfiltered in plan(n, full):
                     cmd = "vatsim" if workload.startswith("vatsim") else workload
                     for kind in order:
                         side = sides[kind]
-                        if current[kind] != unfiltered:
-                            side.subscribe(unfiltered)
-                            current[kind] = unfiltered
+                        side.subscribe(unfiltered)
                         phase += 1
                         rec = side.phase(phase, cmd, params)
                         rec["workload"], rec["rep"] = workload, rep

@@ -60,7 +60,7 @@ from swimctl.hub.plans import TargetCache
 from swimctl.hub.stats import FeedCycle, HubStats
 from swimctl.stream.base import Appended, Draft, EventLog, LogEvent
 from swimctl.stream.memory import MemoryLog
-from swimctl.wire.encodings import ENCODINGS
+from swimctl.wire.encodings import Framed
 from swimctl.wire.frames import text_frame
 
 log = logging.getLogger("swimctl.hub")
@@ -107,8 +107,9 @@ class Hub:
         self.payload_limit = payload_limit(self.config.max_frame_bytes)
         # The latest complete positions batch, joined from the parts delivered (snapshots).
         self.positions_state = BatchAssembler()
-        # The whole positions snapshot of one batch: (batch id, payloads, frames per encoding).
-        self._snapshot_cache: tuple[str, list[bytes], list[list[bytes] | None]] | None = None
+        # The whole positions snapshot of one batch: (batch id, its parts, each framed once per
+        # encoding).
+        self._snapshot_cache: tuple[str, list[Framed]] | None = None
         self.tmi = TmiBook()
         self.stats = HubStats()
         self.started = time.monotonic()
@@ -218,11 +219,7 @@ class Hub:
 
     def encode_for(self, client: Client, payload: bytes) -> bytes:
         """`payload` framed in the client's encoding, for this client alone."""
-        encoding = client.outbox.encoding
-        frame = ENCODINGS[encoding](payload)
-        if encoding:
-            self.stats.count_deflated(payload, frame)
-        return frame
+        return self.fan_out.frame(Framed(payload), client.outbox.encoding)
 
     def _deliver(self, client: Client, frame: bytes, kind: int, batch: str | None = None) -> None:
         """A heartbeat or snapshot: counted in messages_sent, but not a stream event."""
@@ -450,7 +447,7 @@ class Hub:
         asking for them at once."""
         cached = self._snapshot_cache
         if route is ALL and cached is not None and cached[0] == batch_id:
-            _, payloads, by_encoding = cached
+            parts = cached[1]
         else:
             kept = slice_records(route, self.positions_state.records)
             if not kept:
@@ -459,19 +456,12 @@ class Hub:
             measure = envelope_measure(POSITIONS, now, None, batch_id, extra, stream=False)
             chunks = split_batch(kept, measure, self.payload_limit)
             label = batch_id if len(chunks) > 1 else None
-            payloads = [Envelope(POSITIONS, now, part_data(
-                chunk, label, n, len(chunks), extra=extra)).encode()
+            parts = [Framed(Envelope(POSITIONS, now, part_data(
+                chunk, label, n, len(chunks), extra=extra)).encode())
                 for n, chunk in enumerate(chunks, 1)]
-            by_encoding = [None] * len(ENCODINGS)
             if route is ALL:
-                self._snapshot_cache = (batch_id, payloads, by_encoding)
-        frames = by_encoding[encoding]
-        if frames is None:
-            frames = by_encoding[encoding] = [ENCODINGS[encoding](p) for p in payloads]
-        if encoding:
-            for payload, frame in zip(payloads, frames, strict=True):
-                self.stats.count_deflated(payload, frame)
-        return frames
+                self._snapshot_cache = (batch_id, parts)
+        return [self.fan_out.frame(part, encoding) for part in parts]
 
     def status(self, client: Client) -> dict[str, Any]:
         self.coalescer.flush_for(client)
@@ -525,16 +515,9 @@ class Hub:
         age = self.feed_age()
         if age is not None:
             data["feed_age_seconds"] = age
-        payload = Envelope(HEARTBEAT, format_ts(), data).encode()
-        frames: list[bytes | None] = [None] * len(ENCODINGS)
+        beat = Framed(Envelope(HEARTBEAT, format_ts(), data).encode())
         for client in list(self.clients.values()):
-            encoding = client.outbox.encoding
-            frame = frames[encoding]
-            if frame is None:
-                frame = frames[encoding] = ENCODINGS[encoding](payload)
-            if encoding:
-                self.stats.count_deflated(payload, frame)
-            self._deliver(client, frame, EVENT)
+            self._deliver(client, self.fan_out.frame(beat, client.outbox.encoding), EVENT)
 
     async def run_heartbeat(self) -> None:
         while True:

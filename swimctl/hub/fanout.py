@@ -27,7 +27,7 @@ from swimctl.hub.outbox import POSITIONS as POSITIONS_KIND
 from swimctl.hub.plans import TargetCache, TargetPlan
 from swimctl.hub.stats import HubStats
 from swimctl.stream.base import LogEvent
-from swimctl.wire.encodings import ENCODINGS
+from swimctl.wire.encodings import ENCODINGS, Frames
 
 
 class FanOut:
@@ -48,9 +48,10 @@ class FanOut:
         if not client.outbox.push(frame, kind, batch):
             self.on_slow(client)
 
-    def frame(self, event: LogEvent, encoding: int, deliveries: int = 1) -> bytes:
+    def frame(self, event: Frames, encoding: int, deliveries: int = 1) -> bytes:
         """`event`'s shared frame in `encoding`, for `deliveries` clients (counted, when
-        compressed, in the before/after byte totals)."""
+        compressed, in the before/after byte totals): the one place frames handed to clients
+        are counted."""
         frame = event.frame(encoding)
         if encoding:
             self.stats.count_deflated(event.payload, frame, deliveries)
@@ -170,9 +171,9 @@ class FanOut:
             queued = by_encoding[encoding]
             if queued is None:
                 queued = by_encoding[encoding] = [e.frame(encoding) for e in events]
-            if encoding:
-                for event, frame in zip(events, queued, strict=True):
-                    self.stats.count_deflated(event.payload, frame)
+            if encoding:  # counted per client here: these go through its outbox
+                for event in events:
+                    self.frame(event, encoding)
             client.messages_sent += count
             if not all([outbox.push(one, EVENT) for one in queued]):
                 self.on_slow(client)

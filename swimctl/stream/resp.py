@@ -180,29 +180,20 @@ class RespConnection:
         close seen before any byte of the reply raises _Closed (the caller may retry)."""
         stream = self._stream
         assert stream is not None
-        got_any = False
+        retryable = not fresh  # until a byte of the reply arrives
         try:
             await stream.send_all(request)
-        except (trio.BrokenResourceError, OSError) as exc:
-            if fresh:
-                raise RespProtocolError(f"Redis closed the connection ({exc})") from None
-            raise _Closed from None
-        while True:
-            reply = self._parser.reply()
-            if reply is not _MISSING:
-                return reply
-            try:
+            while (reply := self._parser.reply()) is _MISSING:
                 data = await stream.receive_some(65536)
-            except (trio.BrokenResourceError, OSError) as exc:
-                if fresh or got_any:
-                    raise RespProtocolError(f"Redis closed the connection ({exc})") from None
+                if not data:
+                    raise trio.BrokenResourceError("end of stream")
+                retryable = False
+                self._parser.feed(data)
+        except (trio.BrokenResourceError, OSError) as exc:
+            if retryable:
                 raise _Closed from None
-            if not data:
-                if fresh or got_any:
-                    raise RespProtocolError("Redis closed the connection")
-                raise _Closed
-            got_any = True
-            self._parser.feed(data)
+            raise RespProtocolError(f"Redis closed the connection ({exc})") from None
+        return reply
 
     async def aclose(self) -> None:
         stream, self._stream = self._stream, None

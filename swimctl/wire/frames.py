@@ -14,6 +14,11 @@ OP_PING = 0x9
 OP_PONG = 0xA
 
 
+def header_size(n: int) -> int:
+    """Bytes of a server frame's header for a payload of `n` bytes."""
+    return 2 if n < 126 else 4 if n < 65536 else 10
+
+
 def frame_header(first: int, n: int) -> bytes:
     if n < 126:
         return bytes((first, n))
