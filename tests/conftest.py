@@ -33,6 +33,12 @@ def recorded_feed(directory: Path) -> str:
     return str(directory)
 
 
+def pytest_make_parametrize_id(config: pytest.Config, val: object, argname: str) -> str | None:
+    """Raw frames carry a random mask: named by position, every worker of a parallel run
+    collects the same test ids."""
+    return "raw" if isinstance(val, bytes | bytearray) else None
+
+
 @pytest.fixture(autouse=True)
 def _own_state_dir(tmp_path_factory: pytest.TempPathFactory,
                    monkeypatch: pytest.MonkeyPatch) -> None:

@@ -127,6 +127,7 @@ async def test_kill_restart_pause_and_a_redis_restart_lose_and_repeat_nothing(
         nursery.start_soon(publisher.run)
         await trio.sleep(4)
         figures: dict[str, float] = {}
+        acked_by_step = [publisher.acked]  # the publisher got through every step
 
         # 1. kill -9 the feed's leader; bring it back.
         leader = await f.one_leader()
@@ -138,12 +139,14 @@ async def test_kill_restart_pause_and_a_redis_restart_lose_and_repeat_nothing(
             f, kill, leader)
         await sync(f.hubs[leader].start)
         await trio.sleep(2)
+        acked_by_step.append(publisher.acked)
 
         # 2. a rolling restart: every hub in turn drains (SIGTERM), exits, starts again.
         for hub in f.hubs:
             assert await sync(hub.stop, 20.0) == 0, hub.log()[-2000:]
             await sync(hub.start)
             await trio.sleep(1)
+            acked_by_step.append(publisher.acked)
 
         # 3. the leader paused past its lease (a GC pause, SIGSTOP), then resumed.
         leader = await f.one_leader()
@@ -155,10 +158,12 @@ async def test_kill_restart_pause_and_a_redis_restart_lose_and_repeat_nothing(
         await trio.sleep(1)
         f.hubs[leader].signal(signal.SIGCONT)
         await trio.sleep(3)
+        acked_by_step.append(publisher.acked)
 
         # 4. Redis restarted (AOF on, kill -9: what was acknowledged was on disk).
         await sync(f.redis.restart)
         await trio.sleep(5)
+        acked_by_step.append(publisher.acked)
 
         publisher.stop = True
         await trio.sleep(0.5)
@@ -176,7 +181,9 @@ async def test_kill_restart_pause_and_a_redis_restart_lose_and_repeat_nothing(
     first_published = next(e["seq"] for e in stream if e["type"] == "ctp.chaos")
     for i, into in enumerate(received):
         first = by_seq.index(into.seqs[0])
-        assert into.seqs == by_seq[first:], f"client {i}: missing or repeated events"
+        assert all(b > a for a, b in itertools.pairwise(into.seqs)), f"client {i}: repeats"
+        seqs = [seq for seq in into.seqs if seq <= last]  # the feed went on after the read
+        assert seqs == by_seq[first:], f"client {i}: missing or repeated events"
         assert into.seqs[0] <= first_published, f"client {i} started late"
         assert all(r.recovered for r in into.resumes), (i, into.resumes)
     resumed = sum(len(r.resumes) for r in received)
@@ -185,13 +192,16 @@ async def test_kill_restart_pause_and_a_redis_restart_lose_and_repeat_nothing(
     published = [e["data"]["n"] for e in stream if e["type"] == "ctp.chaos"]
     assert published == list(range(publisher.acked)) or \
         published == list(range(publisher.acked + 1))  # the last may land after its ack was lost
-    assert publisher.acked > 500
+    # Acknowledged publishes went on through every step, the Redis restart included (a
+    # count, not a rate: the rate depends on the machine).
+    assert all(b > a for a, b in itertools.pairwise(acked_by_step)), acked_by_step
     # The feed's: no burst of re-created flights at a takeover, no departure twice.
     assert lifecycle_problems(stream) == []
     assert sum(e["type"] == "flight.departed" for e in stream) > 0
 
     figures["events in the log"] = len(stream)
     figures["client resumes"] = resumed
+    figures["publisher acked"] = publisher.acked
     figures["publisher retries"] = publisher.retries
     gaps = [max(b - a for a, b in itertools.pairwise(r.times)) for r in received]
     figures["longest gap a client saw (s)"] = max(gaps)
