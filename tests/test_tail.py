@@ -177,7 +177,7 @@ async def test_ctrl_c_leaves_at_once(tmp_path: Path) -> None:
                 proc.kill()
                 await proc.wait()
     assert code == 0
-    assert elapsed < 1.0, f"tail took {elapsed:.2f} s to leave after Ctrl-C"
+    assert elapsed < 3.0, f"tail took {elapsed:.2f} s to leave after Ctrl-C"  # not its 10 s retry
 
 
 async def test_tail_bad_key_exits_1_with_one_line(tmp_path: Path) -> None:
