@@ -9,6 +9,7 @@ minute on a fresh clone); skipped without it.
 
 from __future__ import annotations
 
+import fcntl
 import queue
 import re
 import shutil
@@ -31,8 +32,13 @@ pytestmark = pytest.mark.skipif(not IN_CI, reason="builds the binary (~1 min): r
 
 @pytest.fixture(scope="module")
 def binary(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    build = subprocess.run([str(SCRIPT)], capture_output=True, text=True, timeout=600,
-                           cwd=ROOT)
+    # The suite's workers may each reach this module: one builds, the other waits and then
+    # finds the build up to date (the script's own check), instead of both writing build/.
+    (ROOT / "build").mkdir(exist_ok=True)
+    with (ROOT / "build" / ".binary-test.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        build = subprocess.run([str(SCRIPT)], capture_output=True, text=True, timeout=600,
+                               cwd=ROOT)
     assert build.returncode == 0, build.stdout + build.stderr
     assert "build-binary: " in build.stdout
     home = tmp_path_factory.mktemp("elsewhere")
