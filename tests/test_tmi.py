@@ -143,9 +143,10 @@ async def _ground_stop(stack: AsyncExitStack, url: str, system: str, keys: dict)
     status, heard = seen["tmi.released", program_id]
     assert status == "EXPIRED"
     # Not before its end time; after it, within the hub's 1 s expiry tick and slack for a
-    # busy machine (the end time, not the test's start: the command's own start-up varies).
+    # busy machine (four test workers on two cores: 3.9 s once), timed from the end time,
+    # not the test's start, since the command's own start-up varies.
     late = (heard - ends).total_seconds()
-    assert 0.0 <= late <= 3.0, late
+    assert 0.0 <= late <= 6.0, late
 
     # KLAX heard nothing of any of it.
     with trio.move_on_after(0.3):
