@@ -131,12 +131,10 @@ class FanOut:
             plan.rebuild_fast()
         count = len(events)
         write = os.write
-        by_encoding: list[list[bytes] | None] = [None] * len(ENCODINGS)
         for encoding, fds in enumerate(plan.fast_fds):
             if not fds:
                 continue
-            frames = by_encoding[encoding] = [self.frame(event, encoding, len(fds))
-                                              for event in events]
+            frames = [self.frame(event, encoding, len(fds)) for event in events]
             frame = frames[0] if count == 1 else b"".join(frames)
             size = len(frame)
             short: list[tuple[int, int]] | None = None
@@ -166,17 +164,17 @@ class FanOut:
             self.stats.direct_bytes += written * size
             plan.fast_bytes[encoding] += size
         plan.fast_events += count
-        for client, outbox, _ in plan.slow:
-            encoding = outbox.encoding
-            queued = by_encoding[encoding]
-            if queued is None:
-                queued = by_encoding[encoding] = [e.frame(encoding) for e in events]
-            if encoding:  # counted per client here: these go through its outbox
-                for event in events:
-                    self.frame(event, encoding)
-            client.messages_sent += count
-            if not all([outbox.push(one, EVENT) for one in queued]):
-                self.on_slow(client)
+        if plan.slow:  # through their outboxes: the same frames, counted once per encoding
+            backlogged = [0] * len(ENCODINGS)
+            for _, outbox, _ in plan.slow:
+                backlogged[outbox.encoding] += 1
+            queued_by_encoding = [[self.frame(event, encoding, n) for event in events]
+                                  if n else [] for encoding, n in enumerate(backlogged)]
+            for client, outbox, _ in plan.slow:
+                client.messages_sent += count
+                queued = queued_by_encoding[outbox.encoding]
+                if not all([outbox.push(one, EVENT) for one in queued]):
+                    self.on_slow(client)
         return (sum(len(fds) for fds in plan.fast_fds) + len(plan.slow)) * count
 
     # -- positions -----------------------------------------------------------------------------
